@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Count requests per command and flag from a ground-truth server log.
+
+Usage:
+  count-log.py nbdkit.log [nbdkit-debug.log]   nbdkit --filter=log logfile (default
+               format); with the -v log also counts requests nbdkit rejects before
+               the filters see them, and NBD_CMD_DISC (rows marked [-v])
+  count-log.py --qemu qemu-nbd-trace.log   qemu-nbd --trace 'nbd_*' stderr
+  count-log.py --nbdkit-debug nbdkit-debug.log   nbdkit -v stderr (transmission debug lines)
+
+Prints a markdown table: request (with the flags as the log spells them),
+count, and outcome (ok / error names), plus per-connection totals.  It reads
+only the server's log, never the wire.
+"""
+import collections
+import re
+import sys
+
+FLAG_KEYS = {
+    "Read": [], "Write": ["fua"], "Flush": [], "Trim": ["fua"],
+    "Zero": ["trim", "fua", "fast"], "Extents": ["req_one"], "Cache": [],
+}
+
+
+def parse_kv(s):
+    return dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\([^)]*\)|\S+)', s))
+
+
+def nbdkit_log(path, debug=None):
+    counts = collections.OrderedDict()
+    outcome = collections.defaultdict(collections.Counter)
+    pending = {}
+    per_conn = collections.Counter()
+    other = []
+    for line in open(path):
+        line = line.rstrip("\n")
+        m = re.match(r"\S+ \S+ (?:connection=(\d+) )?(\.\.\.)?(\w+)(?: id=(\d+))?(.*)$", line)
+        if not m:
+            continue
+        conn, leave, act, rid, rest = m.groups()
+        if act in FLAG_KEYS:
+            key = (conn, rid)
+            if not leave:
+                kv = parse_kv(rest)
+                label = act + "".join(" %s=%s" % (k, kv.get(k, "?")) for k in FLAG_KEYS[act])
+                counts[label] = counts.get(label, 0) + 1
+                pending[key] = label
+                per_conn[conn] += 1
+            else:
+                label = pending.pop(key, act + " (unmatched)")
+                kv = parse_kv(rest)
+                if kv.get("return") == "0":
+                    outcome[label]["ok"] += 1
+                else:
+                    outcome[label][kv.get("error", "return=" + kv.get("return", "?"))] += 1
+        elif not leave and act in ("ListExports", "Preconnect", "Connect", "Disconnect", "Ready"):
+            other.append((conn, act, rest.replace(" ...", "")))
+    for key, label in pending.items():
+        outcome[label]["no reply logged"] += 1
+    if debug:
+        # requests nbdkit's server core rejects before any filter, and DISC,
+        # appear only in nbdkit -v output
+        last = None
+        for line in open(debug):
+            m = re.search(r"error: invalid request: (\S+): (.*?)(?:: offset=.*)?$", line.rstrip())
+            if m:
+                last = "%s rejected by nbdkit core (%s) [-v]" % (m.group(1), m.group(2))
+                counts[last] = counts.get(last, 0) + 1
+                continue
+            m = re.search(r"sending error reply: (.*)$", line.rstrip())
+            if m and last:
+                outcome[last][m.group(1)] += 1
+                last = None
+                continue
+            if "client sent NBD_CMD_DISC" in line:
+                counts["NBD_CMD_DISC [-v]"] = counts.get("NBD_CMD_DISC [-v]", 0) + 1
+    return counts, outcome, per_conn, other
+
+
+QEMU_TYPES = {0: "READ", 1: "WRITE", 2: "DISC", 3: "FLUSH", 4: "TRIM", 5: "CACHE",
+              6: "WRITE_ZEROES", 7: "BLOCK_STATUS"}
+QEMU_FLAGS = [(0x01, "FUA"), (0x02, "NO_HOLE"), (0x04, "DF"), (0x08, "REQ_ONE"), (0x10, "FAST_ZERO")]
+
+
+def flag_names(f):
+    names = [n for bit, n in QEMU_FLAGS if f & bit]
+    rest = f & ~0x1F
+    if rest:
+        names.append("0x%x" % rest)
+    return "|".join(names) if names else "none"
+
+
+def qemu_trace(path):
+    """qemu-nbd --trace 'nbd_*': server-side nbd_receive_request lines."""
+    counts = collections.OrderedDict()
+    outcome = collections.defaultdict(collections.Counter)
+    per_conn = collections.Counter()
+    other = []
+    for line in open(path):
+        m = re.search(r"nbd_receive_request Got request: \{ magic = (0x[0-9a-f]+), "
+                      r"\.flags = (0x[0-9a-f]+), \.type = (0x[0-9a-f]+), from = (\d+), len = (\d+)", line)
+        if m:
+            t, f = int(m.group(3), 16), int(m.group(2), 16)
+            label = "%s flags=%s" % (QEMU_TYPES.get(t, "type %d" % t), flag_names(f))
+            counts[label] = counts.get(label, 0) + 1
+            per_conn["?"] += 1
+            continue
+        m = re.search(r"nbd_co_send_(simple_reply|chunk_error|structured_error)\b.*?error = (\d+) \((\w+)\)", line) \
+            or re.search(r"nbd_co_send_(simple_reply|chunk_error|structured_error)\b.*?error = (\d+)", line)
+        if m:
+            other.append(("?", "reply", line.strip()[:160]))
+    return counts, outcome, per_conn, other
+
+
+def nbdkit_debug(path):
+    """nbdkit -v: 'debug: <plugin/filter>: <op> count=... offset=... flags' per layer.
+
+    Counts the lines of the outermost layer only when --layer is given;
+    by default counts every layer's lines separately.
+    """
+    counts = collections.OrderedDict()
+    outcome = collections.defaultdict(collections.Counter)
+    per_conn = collections.Counter()
+    other = []
+    for line in open(path):
+        m = re.search(r"nbdkit: (\S+?)\.(\d+): debug: (\S+): (pread|pwrite|flush|trim|zero|extents|cache)\b(.*)$", line)
+        if m:
+            _thread, _n, layer, op, rest = m.groups()
+            kv = parse_kv(rest)
+            flags = " ".join("%s=%s" % (k, v) for k, v in kv.items() if k not in ("count", "offset"))
+            label = "%s: %s%s" % (layer, op, (" " + flags) if flags else "")
+            counts[label] = counts.get(label, 0) + 1
+    return counts, outcome, per_conn, other
+
+
+def main():
+    args = sys.argv[1:]
+    fmt = "nbdkit"
+    if args and args[0] in ("--qemu", "--nbdkit-debug"):
+        fmt = args.pop(0)[2:]
+    path = args[0]
+    if fmt == "nbdkit":
+        counts, outcome, per_conn, other = nbdkit_log(path, args[1] if len(args) > 1 else None)
+    else:
+        fn = {"qemu": qemu_trace, "nbdkit-debug": nbdkit_debug}[fmt]
+        counts, outcome, per_conn, other = fn(path)
+    src = {"nbdkit": "nbdkit log filter ENTER lines",
+           "qemu": "qemu-nbd trace nbd_receive_request lines",
+           "nbdkit-debug": "nbdkit -v debug lines"}[fmt]
+    print("| Request (%s) | Count | Outcome |" % src)
+    print("|---|---|---|")
+    for label, n in counts.items():
+        oc = ", ".join("%s: %d" % kv for kv in sorted(outcome[label].items())) if outcome[label] else ""
+        print("| `%s` | %d | %s |" % (label, n, oc))
+    print("| **total** | %d | |" % sum(counts.values()))
+    if fmt == "nbdkit":
+        print()
+        print("Per connection: " + ", ".join("connection=%s: %d requests" % kv
+                                              for kv in sorted(per_conn.items())))
+        for conn, act, rest in other:
+            print("- %s%s%s" % ("connection=%s " % conn if conn else "", act, rest))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// nbdtap: a transparent NBD proxy, legacy-peer emulator, request logger and pcap decoder.
+/// The layering follows Docs/design.md: the wire (NBDProtocol), one pure conversation
+/// decoder (NBDConversation), log and statistics computed from its events (NBDReport),
+/// and the two front ends that feed it bytes (NBDProxy from sockets, NBDCapture from pcap).
+let package = Package(
+    name: "nbdtap",
+    products: [
+        .executable(name: "nbdtap", targets: ["nbdtap"]),
+        .library(name: "NBDProtocol", targets: ["NBDProtocol"]),
+        .library(name: "NBDConversation", targets: ["NBDConversation"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .target(
+            name: "NBDProtocol",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "NBDConversation",
+            dependencies: ["NBDProtocol", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "NBDReport",
+            dependencies: ["NBDProtocol", "NBDConversation", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "NBDProxy",
+            dependencies: [
+                "NBDProtocol", "NBDConversation", "NBDReport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
+        .target(
+            name: "NBDCapture",
+            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .executableTarget(
+            name: "nbdtap",
+            dependencies: [
+                "NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDCapture",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "NBDProtocolTests", dependencies: ["NBDProtocol", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(
+            name: "NBDConversationTests",
+            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(name: "NBDReportTests", dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)
