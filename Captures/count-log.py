@@ -61,6 +61,9 @@ def nbdkit_log(path, debug=None):
         # requests nbdkit's server core rejects before any filter, and DISC,
         # appear only in nbdkit -v output
         last = None
+        opts = collections.OrderedDict()
+        optout = collections.defaultdict(collections.Counter)
+        tcp = [0]
         for line in open(debug):
             m = re.search(r"error: invalid request: (\S+): (.*?)(?:: offset=.*)?$", line.rstrip())
             if m:
@@ -74,6 +77,30 @@ def nbdkit_log(path, debug=None):
                 continue
             if "client sent NBD_CMD_DISC" in line:
                 counts["NBD_CMD_DISC [-v]"] = counts.get("NBD_CMD_DISC [-v]", 0) + 1
+                continue
+            m = re.search(r"replying to (NBD_OPT_\w+) with (NBD_REP_\w+)", line)
+            if m:
+                lab = "option %s [-v]" % m.group(1)
+                opts[lab] = opts.get(lab, 0) + 1
+                optout[lab][m.group(2)] += 1
+                continue
+            m = re.search(r"newstyle negotiation: (NBD_OPT_EXPORT_NAME): client requested", line)
+            if m:
+                lab = "option %s [-v]" % m.group(1)
+                opts[lab] = opts.get(lab, 0) + 1
+                optout[lab]["(no reply header)"] += 1
+                continue
+            if "accepted connection" in line:
+                tcp[0] += 1
+            m = re.search(r"(oldstyle|newstyle) negotiation: flags: global", line)
+            if m and m.group(1) == "oldstyle":
+                lab = "oldstyle greeting [-v]"
+                opts[lab] = opts.get(lab, 0) + 1
+        for lab, n in opts.items():
+            counts[lab] = n
+            outcome[lab] = optout[lab]
+        if tcp[0]:
+            other.insert(0, (None, "TCP connections accepted", " %d [-v]" % tcp[0]))
     return counts, outcome, per_conn, other
 
 
@@ -152,7 +179,7 @@ def main():
     for label, n in counts.items():
         oc = ", ".join("%s: %d" % kv for kv in sorted(outcome[label].items())) if outcome[label] else ""
         print("| `%s` | %d | %s |" % (label, n, oc))
-    print("| **total** | %d | |" % sum(counts.values()))
+    print("| **total requests** | %d | |" % sum(n for k, n in counts.items() if not k.startswith(("option ", "oldstyle"))))
     if fmt == "nbdkit":
         print()
         print("Per connection: " + ", ".join("connection=%s: %d requests" % kv

@@ -36,7 +36,8 @@ IPv6 (extension headers skipped); microsecond and nanosecond pcap, either
 byte order.  pcapng is rejected (convert with `editcap -F pcap`).
 
 Exit status: 0 ok, 1 usage/format error, 2 a stream has a hole (bytes missing
-from the capture; the transcript stops before the hole).
+from the capture; the transcript stops before the hole), 3 (--require-syn) a
+connection's SYN is missing.
 """
 
 import argparse
@@ -348,6 +349,9 @@ def main(argv=None):
                     help="output file (default: capture name with .nbdt)")
     ap.add_argument("--summary", action="store_true",
                     help="print a one-line summary per connection to stdout")
+    ap.add_argument("--require-syn", action="store_true",
+                    help="fail (exit 3) if a connection's SYN is not in the capture "
+                         "(capture started after the connection: its start is lost)")
     args = ap.parse_args(argv)
 
     try:
@@ -385,14 +389,21 @@ def main(argv=None):
                              "at stream offset %d; transcript stops there\n"
                              % (k, d, stats[d]["hole"], stats[d]["hole_at"]))
             status = 2
+        if conn.syn_isn is None:
+            sys.stderr.write("pcap-to-transcript: connection %d: no SYN in the capture; the "
+                             "stream starts at the first captured byte\n" % k)
+            if args.require_syn:
+                status = status or 3
         if args.summary:
             ooo = stats["C"]["ooo"] + stats["S"]["ooo"]
             rtx = stats["C"]["retrans"] + stats["S"]["retrans"]
             ovl = stats["C"]["overlap"] + stats["S"]["overlap"]
             print("%s: connection %d %s -> %s: C %d bytes, S %d bytes, %d records, "
-                  "%d out-of-order segments fixed, %d retransmitted dropped, %d overlaps trimmed%s"
+                  "%d out-of-order segments fixed, %d retransmitted dropped, %d overlaps trimmed%s%s%s"
                   % (path, k, fmt_ep(conn.client), fmt_ep(conn.server), nbytes["C"], nbytes["S"],
-                     nrec, ooo, rtx, ovl, ", INCOMPLETE" if holes else ""))
+                     nrec, ooo, rtx, ovl, ", INCOMPLETE" if holes else "",
+                     "" if conn.syn_isn is not None else ", NO SYN",
+                     "" if conn.closed else ", NO FIN/RST (capture may have stopped early)"))
     return status
 
 

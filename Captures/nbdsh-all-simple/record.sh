@@ -3,7 +3,7 @@
 cd "$(dirname "$0")"
 source ../lib.sh
 NAME=$(basename "$PWD")
-rm -f session.pcap session.nbdt nbdkit.log nbdkit-debug.log libnbd-debug.log client.out counts.md
+rm -f session.pcap session*.nbdt README.md nbdkit.log nbdkit-debug.log libnbd-debug.log client.out counts.md
 PORT=$(free_port)
 start_tcpdump session.pcap "tcp port $PORT"
 bg nbdkit -f -v -i 127.0.0.1 -p "$PORT" --filter=log memory 1M logfile=nbdkit.log 2>nbdkit-debug.log
@@ -13,8 +13,5 @@ NBD_URI="nbd://127.0.0.1:$PORT" STRUCTURED=0 LIBNBD_DEBUG=1 \
     nbdsh -c "exec(open('client.py').read())" >client.out 2>libnbd-debug.log
 stop_tcpdump session.pcap
 stop_pid "$NBDKIT"
-echo "$PORT" > port.txt
-"$P2T" --port "$PORT" --summary -o session.nbdt session.pcap | tee transcript-summary.txt
-../verify-tshark.py session.pcap "$PORT" session.nbdt | tee tshark-check.txt
-../count-log.py nbdkit.log nbdkit-debug.log | tee counts.md
-versions versions.txt
+transcript "$PORT"
+finish_readme ../count-log.py nbdkit.log nbdkit-debug.log

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Recreates this session: nbdkit --oldstyle memory + log filter; nbdsh write, read, rejected zero, DISC.
+cd "$(dirname "$0")"
+source ../lib.sh
+rm -f session.pcap session*.nbdt README.md nbdkit.log nbdkit-debug.log libnbd-debug.log client.out counts.md
+PORT=$(free_port)
+start_tcpdump session.pcap "tcp port $PORT"
+bg nbdkit -f -v --oldstyle -i 127.0.0.1 -p "$PORT" --filter=log memory 1M logfile=nbdkit.log 2>nbdkit-debug.log
+NBDKIT=$BG_PID
+wait_port "$PORT"
+NBD_URI="nbd://127.0.0.1:$PORT" LIBNBD_DEBUG=1 \
+    nbdsh -c "exec(open('client.py').read())" >client.out 2>libnbd-debug.log
+stop_tcpdump session.pcap
+stop_pid "$NBDKIT"
+transcript "$PORT"
+finish_readme ../count-log.py nbdkit.log nbdkit-debug.log

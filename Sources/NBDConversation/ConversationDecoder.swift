@@ -1,0 +1,351 @@
+import NBDProtocol
+import NIOCore
+
+/// The one NBD conversation decoder: fed the two byte streams of one connection in any
+/// chunking, it emits typed events. It does no I/O and keeps no clock: the caller passes
+/// the time each chunk arrived (live for the proxy, capture time for pcap), so live and
+/// offline decoding of the same bytes agree.
+///
+/// Feeding must respect causality across directions (a reply after its request), which
+/// any live relay or time-ordered capture does. Within that, chunk boundaries do not
+/// change the events.
+public struct ConversationDecoder {
+    public let limits: DecoderLimits
+    var phase: Phase = .greeting
+    var c2s: DirectionState
+    var s2c: DirectionState
+
+    // Negotiation state.
+    var style: TransmissionInfo.Style = .newstyle
+    var serverHandshakeFlags: HandshakeFlags = []
+    var clientFlags: ClientFlags = []
+    var structuredReplies = false
+    var extendedHeaders = false
+    var metaContexts: [UInt32: String] = [:]
+    var pendingMetaContexts: [UInt32: String] = [:]
+    var exportName = ""
+    var exportSize: UInt64 = 0
+    var transmissionFlags: TransmissionFlags = []
+    var blockSize: (minimum: UInt32, preferred: UInt32, maximum: UInt32)?
+    var sawInfoExport = false
+
+    // Transmission state.
+    var nextID: UInt64 = 1
+    var inFlight: [UInt64: InFlight] = [:]
+    /// Requests that reused a cookie still in flight, served after the first completes.
+    var duplicates: [UInt64: [InFlight]] = [:]
+
+    public init(limits: DecoderLimits = DecoderLimits(), allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        self.limits = limits
+        c2s = DirectionState(allocator: allocator)
+        s2c = DirectionState(allocator: allocator)
+    }
+
+    /// Whether the handshake is over and requests are flowing.
+    public var inTransmission: Bool { phase == .transmission }
+    /// Whether the streams became opaque TLS.
+    public var isTLS: Bool { phase == .tls }
+    /// Requests sent and not yet answered.
+    public var requestsInFlight: Int { inFlight.count + duplicates.values.reduce(0) { $0 + $1.count } }
+    /// Whether a direction hit a violation that makes further framing impossible.
+    public func isBroken(_ d: StreamDirection) -> Bool { state(d).dead }
+    /// Total bytes of a direction accounted for so far.
+    public func bytesSeen(_ d: StreamDirection) -> UInt64 {
+        let s = state(d)
+        return s.offset + UInt64(s.pending.readableBytes)
+    }
+
+    func state(_ d: StreamDirection) -> DirectionState {
+        switch d {
+        case .clientToServer: return c2s
+        case .serverToClient: return s2c
+        }
+    }
+
+    mutating func withState<R>(_ d: StreamDirection, _ body: (inout DirectionState) -> R) -> R {
+        switch d {
+        case .clientToServer: return body(&c2s)
+        case .serverToClient: return body(&s2c)
+        }
+    }
+
+    // MARK: Feeding
+
+    /// Feeds bytes of one direction that arrived at `time` (nanoseconds, any epoch).
+    public mutating func feed(_ direction: StreamDirection, _ bytes: ByteBuffer, at time: UInt64, into events: inout [ConversationEvent]) {
+        var input = bytes
+        process(direction, &input, time, &events)
+    }
+
+    /// Reports that a direction ended (EOF). When the server's side ends, requests still
+    /// in flight can no longer be answered and are reported abandoned.
+    public mutating func finish(_ direction: StreamDirection, at time: UInt64, into events: inout [ConversationEvent]) {
+        var s = state(direction)
+        guard !s.finished else { return }
+        s.finished = true
+        if !s.dead {
+            if s.pending.readableBytes > 0 && !isWaiting(direction) {
+                events.append(ConversationEvent(direction: direction, streamOffset: s.offset, time: time,
+                    kind: .violation(ProtocolViolation(.truncated, "stream ended inside a message, \(s.pending.readableBytes) bytes of it received"))))
+            } else if s.skip > 0 {
+                events.append(ConversationEvent(direction: direction, streamOffset: s.offset, time: time,
+                    kind: .violation(ProtocolViolation(.truncated, "stream ended \(s.skip) bytes before the end of a payload"))))
+            }
+        }
+        let end = s.offset + UInt64(s.pending.readableBytes)
+        withState(direction) { $0 = s }
+        events.append(ConversationEvent(direction: direction, streamOffset: end, time: time, kind: .closed))
+        if direction == .serverToClient || (c2s.finished && s2c.finished) {
+            abandonInFlight(at: time, offset: end, into: &events)
+        }
+    }
+
+    mutating func abandonInFlight(at time: UInt64, offset: UInt64, into events: inout [ConversationEvent]) {
+        var all = Array(inFlight.values)
+        for list in duplicates.values { all += list }
+        inFlight.removeAll()
+        duplicates.removeAll()
+        for f in all.sorted(by: { $0.event.id < $1.event.id }) {
+            events.append(ConversationEvent(direction: .serverToClient, streamOffset: offset, time: time,
+                                            kind: .completed(f.completed(at: time, outcome: .abandoned))))
+        }
+    }
+
+    /// Whether this direction is blocked until the other side speaks.
+    func isWaiting(_ d: StreamDirection) -> Bool {
+        if case .wait = required(d, peek: state(d).pending) { return true }
+        return false
+    }
+
+    enum Need {
+        case bytes(Int)
+        case wait
+        case violation(ProtocolViolation)
+    }
+
+    /// The main loop: pass over payload, then frame and parse whole messages, keeping at
+    /// most one incomplete message in `pending`.
+    mutating func process(_ d: StreamDirection, _ input: inout ByteBuffer, _ time: UInt64, _ events: inout [ConversationEvent]) {
+        while true {
+            // Payload bytes: counted, reported as spans already, never copied.
+            if state(d).skip > 0 {
+                withState(d) { s in
+                    let fromPending = min(UInt64(s.pending.readableBytes), s.skip)
+                    s.pending.moveReaderIndex(forwardBy: Int(fromPending))
+                    s.skip -= fromPending
+                    s.offset += fromPending
+                    if s.skip > 0 {
+                        let fromInput = min(UInt64(input.readableBytes), s.skip)
+                        input.moveReaderIndex(forwardBy: Int(fromInput))
+                        s.skip -= fromInput
+                        s.offset += fromInput
+                    }
+                }
+                if state(d).skip > 0 { return }
+            }
+            if state(d).dead {
+                withState(d) { s in
+                    s.offset += UInt64(s.pending.readableBytes + input.readableBytes)
+                    s.pending.clear()
+                    input.moveReaderIndex(forwardBy: input.readableBytes)
+                }
+                return
+            }
+            if phase == .tls {
+                reportOpaque(d, &input, time, &events)
+                return
+            }
+            let usePending = state(d).pending.readableBytes > 0
+            if usePending {
+                var pending = state(d).pending
+                withState(d) { $0.pending = ByteBuffer() }  // keep one reference: no copy on write
+                switch required(d, peek: pending) {
+                case .wait:
+                    pending.writeBuffer(&input)
+                    withState(d) { $0.pending = pending }
+                    checkWaitingBound(d, time, &events)
+                    return
+                case .violation(let v):
+                    withState(d) { $0.pending = pending }
+                    kill(d, v, time, &events)
+                case .bytes(let n):
+                    if pending.readableBytes < n {
+                        let move = min(n - pending.readableBytes, input.readableBytes)
+                        var part = input.readSlice(length: move)!
+                        pending.writeBuffer(&part)
+                    }
+                    if pending.readableBytes < n {
+                        withState(d) { $0.pending = pending }
+                        return
+                    }
+                    parseOne(d, &pending, time, &events)
+                    pending.discardReadBytes()
+                    withState(d) { $0.pending = pending }
+                }
+            } else {
+                if input.readableBytes == 0 { return }
+                switch required(d, peek: input) {
+                case .wait:
+                    withState(d) { $0.pending.writeBuffer(&input) }
+                    checkWaitingBound(d, time, &events)
+                    return
+                case .violation(let v):
+                    kill(d, v, time, &events)
+                case .bytes(let n):
+                    if input.readableBytes < n {
+                        withState(d) { $0.pending.writeBuffer(&input) }
+                        return
+                    }
+                    parseOne(d, &input, time, &events)
+                }
+            }
+        }
+    }
+
+    mutating func checkWaitingBound(_ d: StreamDirection, _ time: UInt64, _ events: inout [ConversationEvent]) {
+        let n = state(d).pending.readableBytes
+        if n > limits.maxWaitingBytes {
+            kill(d, ProtocolViolation(.unexpectedData, "\(n) bytes sent while the other side had the turn", fatal: true), time, &events)
+        }
+    }
+
+    /// After a fatal violation: report it, drop what is buffered, count the rest.
+    mutating func kill(_ d: StreamDirection, _ v: ProtocolViolation, _ time: UInt64, _ events: inout [ConversationEvent]) {
+        var v = v
+        v.fatal = true
+        emit(d, state(d).offset, time, .violation(v), &events)
+        withState(d) { s in
+            s.dead = true
+            s.offset += UInt64(s.pending.readableBytes)
+            s.pending.clear()
+            s.skip = 0
+        }
+    }
+
+    mutating func reportOpaque(_ d: StreamDirection, _ input: inout ByteBuffer, _ time: UInt64, _ events: inout [ConversationEvent]) {
+        let n = state(d).pending.readableBytes + input.readableBytes
+        guard n > 0 else { return }
+        emit(d, state(d).offset, time, .opaque(StreamSpan(direction: d, offset: state(d).offset, length: UInt64(n))), &events)
+        withState(d) { s in
+            s.offset += UInt64(n)
+            s.pending.clear()
+        }
+        input.moveReaderIndex(forwardBy: input.readableBytes)
+    }
+
+    @inline(__always)
+    func emit(_ d: StreamDirection, _ offset: UInt64, _ time: UInt64, _ kind: ConversationEvent.Kind, _ events: inout [ConversationEvent]) {
+        events.append(ConversationEvent(direction: d, streamOffset: offset, time: time, kind: kind))
+    }
+
+    /// Parses exactly one message that `required` said is complete in `buf`, and advances
+    /// the direction's offset past what it consumed.
+    mutating func parseOne(_ d: StreamDirection, _ buf: inout ByteBuffer, _ time: UInt64, _ events: inout [ConversationEvent]) {
+        let start = buf.readerIndex
+        let offset = state(d).offset
+        do {
+            switch d {
+            case .clientToServer: try parseClient(&buf, offset, time, &events)
+            case .serverToClient: try parseServer(&buf, offset, time, &events)
+            }
+        } catch {
+            // Header-level errors (bad magic) leave the stream unframeable.
+            buf.moveReaderIndex(to: start)
+            kill(d, ProtocolViolation(error.code, error.description, fatal: true), time, &events)
+            return
+        }
+        let used = buf.readerIndex - start
+        withState(d) { $0.offset += UInt64(used) }
+        if d == .serverToClient, c2s.pending.readableBytes > 0, !c2s.dead, !isWaiting(.clientToServer) {
+            // The server's answer may have unblocked bytes the client sent early.
+            var empty = ByteBuffer()
+            process(.clientToServer, &empty, time, &events)
+        } else if d == .clientToServer, s2c.pending.readableBytes > 0, !s2c.dead, !isWaiting(.serverToClient) {
+            var empty = ByteBuffer()
+            process(.serverToClient, &empty, time, &events)
+        }
+    }
+
+    /// How many bytes the next message of `d` needs, judged from its first bytes.
+    func required(_ d: StreamDirection, peek buf: ByteBuffer) -> Need {
+        let r = buf.readerIndex
+        switch (d, phase) {
+        case (_, .tls):
+            return .bytes(1)
+        case (_, .closed):
+            return .bytes(1)
+        case (.clientToServer, .greeting), (.clientToServer, .optionReply), (.clientToServer, .exportNameReply):
+            return .wait
+        case (.clientToServer, .clientFlags):
+            return .bytes(4)
+        case (.clientToServer, .options):
+            guard let len = buf.getInteger(at: r + 12, as: UInt32.self) else { return .bytes(OptionHeader.length) }
+            if Int(len) > limits.maxOptionData {
+                return .violation(ProtocolViolation(.tooLarge, "option data of \(len) bytes exceeds the \(limits.maxOptionData)-byte limit", fatal: true))
+            }
+            return .bytes(OptionHeader.length + Int(len))
+        case (.clientToServer, .transmission):
+            return .bytes(extendedHeaders ? RequestHeader.extendedLength : RequestHeader.compactLength)
+        case (.serverToClient, .greeting):
+            guard let second = buf.getInteger(at: r + 8, as: UInt64.self) else { return .bytes(16) }
+            return .bytes(second == NBDMagic.cliservMagic ? ServerGreeting.oldstyleLength : ServerGreeting.newstyleLength)
+        case (.serverToClient, .clientFlags), (.serverToClient, .options):
+            return .wait
+        case (.serverToClient, .optionReply):
+            guard let len = buf.getInteger(at: r + 16, as: UInt32.self) else { return .bytes(OptionReplyHeader.length) }
+            if Int(len) > limits.maxOptionData {
+                return .violation(ProtocolViolation(.tooLarge, "option reply data of \(len) bytes exceeds the \(limits.maxOptionData)-byte limit", fatal: true))
+            }
+            return .bytes(OptionReplyHeader.length + Int(len))
+        case (.serverToClient, .exportNameReply):
+            return .bytes(ExportNameReply.length(zeroesOmitted: zeroesOmitted))
+        case (.serverToClient, .transmission):
+            guard let magic = buf.getInteger(at: r, as: UInt32.self) else { return .bytes(4) }
+            switch magic {
+            case NBDMagic.simpleReply:
+                return .bytes(SimpleReplyHeader.length)
+            case NBDMagic.structuredReply:
+                guard let type = buf.getInteger(at: r + 6, as: UInt16.self),
+                      let len = buf.getInteger(at: r + 16, as: UInt32.self) else { return .bytes(ReplyChunkHeader.structuredLength) }
+                return .bytes(ReplyChunkHeader.structuredLength + chunkParseLength(type: type, length: UInt64(len)))
+            case NBDMagic.extendedReply:
+                guard let type = buf.getInteger(at: r + 6, as: UInt16.self),
+                      let len = buf.getInteger(at: r + 24, as: UInt64.self) else { return .bytes(ReplyChunkHeader.extendedLength) }
+                return .bytes(ReplyChunkHeader.extendedLength + chunkParseLength(type: type, length: len))
+            default:
+                return .bytes(4)  // parseServer reports the bad magic
+            }
+        }
+    }
+
+    /// How much of a chunk's payload is parsed (the rest is passed over as a span).
+    func chunkParseLength(type: UInt16, length: UInt64) -> Int {
+        switch ReplyChunkType(rawValue: type) {
+        case .offsetData:
+            return Int(min(length, UInt64(ChunkPayload.offsetDataPrefix)))
+        case .none, .offsetHole, .blockStatus, .blockStatusExt, .error, .errorOffset, .unknown:
+            return length <= UInt64(limits.maxParsedChunk) ? Int(length) : 0
+        }
+    }
+
+    var zeroesOmitted: Bool {
+        serverHandshakeFlags.contains(.noZeroes) && clientFlags.contains(.noZeroes)
+    }
+
+    var currentInfo: TransmissionInfo {
+        TransmissionInfo(style: style, exportName: exportName, size: exportSize, flags: transmissionFlags,
+                         structuredReplies: structuredReplies, extendedHeaders: extendedHeaders,
+                         metaContexts: metaContexts, blockSize: blockSize, viaGo: false)
+    }
+}
+
+extension WireError {
+    var code: ProtocolViolation.Code {
+        switch self {
+        case .badMagic: return .badMagic
+        case .badLength: return .badLength
+        case .truncated: return .truncated
+        case .inconsistent: return .malformedPayload
+        }
+    }
+}

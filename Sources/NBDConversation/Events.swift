@@ -1,0 +1,150 @@
+import NBDProtocol
+
+/// Which of the two byte streams of a connection.
+public enum StreamDirection: Hashable, Sendable {
+    case clientToServer
+    case serverToClient
+
+    public var other: StreamDirection {
+        switch self {
+        case .clientToServer: return .serverToClient
+        case .serverToClient: return .clientToServer
+        }
+    }
+
+    /// Short label for logs and the packets view.
+    public var label: String {
+        switch self {
+        case .clientToServer: return "C>S"
+        case .serverToClient: return "S>C"
+        }
+    }
+}
+
+/// A range of one direction's stream: payload bytes are reported this way, never copied.
+public struct StreamSpan: Hashable, Sendable {
+    public var direction: StreamDirection
+    /// Offset of the first byte in the direction's stream (0 = the first byte ever sent).
+    public var offset: UInt64
+    public var length: UInt64
+
+    public init(direction: StreamDirection, offset: UInt64, length: UInt64) {
+        self.direction = direction
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// What the connection negotiated, as it stands when transmission starts.
+public struct TransmissionInfo: Hashable, Sendable {
+    public enum Style: String, Hashable, Sendable {
+        case oldstyle, newstyle, fixedNewstyle = "fixed_newstyle"
+    }
+    public var style: Style
+    public var exportName: String
+    public var size: UInt64
+    public var flags: TransmissionFlags
+    public var structuredReplies: Bool
+    public var extendedHeaders: Bool
+    /// Meta contexts selected by the last NBD_OPT_SET_META_CONTEXT, by id.
+    public var metaContexts: [UInt32: String]
+    /// From NBD_INFO_BLOCK_SIZE, when the server sent one.
+    public var blockSize: (minimum: UInt32, preferred: UInt32, maximum: UInt32)?
+    /// Whether it started through NBD_OPT_GO (else EXPORT_NAME or oldstyle).
+    public var viaGo: Bool
+
+    public static func == (a: TransmissionInfo, b: TransmissionInfo) -> Bool {
+        a.style == b.style && a.exportName == b.exportName && a.size == b.size && a.flags == b.flags
+            && a.structuredReplies == b.structuredReplies && a.extendedHeaders == b.extendedHeaders
+            && a.metaContexts == b.metaContexts && a.viaGo == b.viaGo
+            && a.blockSize?.minimum == b.blockSize?.minimum && a.blockSize?.preferred == b.blockSize?.preferred
+            && a.blockSize?.maximum == b.blockSize?.maximum
+    }
+    public func hash(into h: inout Hasher) {
+        h.combine(exportName)
+        h.combine(size)
+        h.combine(flags)
+    }
+}
+
+/// A request as the decoder saw it, with the per-connection id the log uses (1, 2, ...
+/// in the order requests were sent, as nbdkit's log filter numbers them).
+public struct RequestEvent: Hashable, Sendable {
+    public var id: UInt64
+    public var header: RequestHeader
+    public var time: UInt64
+}
+
+/// Outcome of a request, emitted once its last reply arrived (or it was abandoned).
+public struct CompletedRequest: Hashable, Sendable {
+    public enum Outcome: Hashable, Sendable {
+        /// The server answered; `error` says how.
+        case replied
+        /// The connection ended before the final reply.
+        case abandoned
+        /// NBD_CMD_DISC: the spec gives it no reply.
+        case noReply
+    }
+    public var id: UInt64
+    public var request: RequestHeader
+    public var requestTime: UInt64
+    public var replyTime: UInt64
+    public var outcome: Outcome
+    /// The first error any reply carried; `.ok` when none.
+    public var error: ErrorValue
+    public var errorMessage: String?
+    public var chunks: Int
+    /// READ data bytes returned (simple reply data or OFFSET_DATA).
+    public var dataBytes: UInt64
+    /// READ bytes reported as holes (OFFSET_HOLE).
+    public var holeBytes: UInt64
+    /// Block status: the extents per meta context, in the order the chunks came.
+    public var extents: [ContextExtents]
+
+    public var latencyNanoseconds: UInt64 { replyTime >= requestTime ? replyTime - requestTime : 0 }
+}
+
+/// One block status chunk's extents, with the context's name when it was negotiated.
+public struct ContextExtents: Hashable, Sendable {
+    public var contextID: UInt32
+    public var contextName: String?
+    public var descriptors: [BlockDescriptor]
+}
+
+/// Everything the decoder reports. Each event names its direction and the stream offset
+/// where its message starts, so a front end can map it back to packets or buffers.
+public struct ConversationEvent: Hashable, Sendable {
+    public enum Kind: Hashable, Sendable {
+        case serverGreeting(ServerGreeting)
+        case clientFlags(ClientFlags)
+        case option(OptionHeader, OptionData)
+        /// `final` is true for the reply that ends the option's exchange.
+        case optionReply(OptionReplyHeader, OptionReplyData, final: Bool)
+        case exportNameReply(ExportNameReply)
+        case transmissionStarted(TransmissionInfo)
+        case request(RequestEvent)
+        case simpleReply(SimpleReplyHeader)
+        case replyChunk(ReplyChunkHeader, ChunkPayload)
+        /// Payload bytes of the message just reported (WRITE data, READ data).
+        case payload(cookie: UInt64, span: StreamSpan)
+        case completed(CompletedRequest)
+        /// After STARTTLS was acknowledged both streams are TLS records from here on.
+        case tlsStarted
+        case opaque(StreamSpan)
+        case violation(ProtocolViolation)
+        /// The direction reached its end (EOF fed).
+        case closed
+    }
+
+    public var direction: StreamDirection
+    public var streamOffset: UInt64
+    public var time: UInt64
+    public var kind: Kind
+
+    public init(direction: StreamDirection, streamOffset: UInt64, time: UInt64, kind: Kind) {
+        self.direction = direction
+        self.streamOffset = streamOffset
+        self.time = time
+        self.kind = kind
+    }
+}

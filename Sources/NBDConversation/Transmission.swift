@@ -1,0 +1,242 @@
+import NBDProtocol
+import NIOCore
+
+/// The transmission phase: requests, their payloads, replies and the cookie table.
+extension ConversationDecoder {
+    mutating func parseRequest(_ buf: inout ByteBuffer, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) throws(WireError) {
+        let d = StreamDirection.clientToServer
+        let header = try RequestHeader.read(from: &buf, extended: extendedHeaders)!
+        if c2s.disconnected {
+            emit(d, offset, time, .violation(ProtocolViolation(.afterDisconnect, "request sent after NBD_CMD_DISC")), &events)
+        }
+        let event = RequestEvent(id: nextID, header: header, time: time)
+        nextID += 1
+        emit(d, offset, time, .request(event), &events)
+        let payload = header.payloadLength
+        if payload > 0 {
+            let start = offset + UInt64(header.wireLength)
+            emit(d, start, time, .payload(cookie: header.cookie, span: StreamSpan(direction: d, offset: start, length: payload)), &events)
+            c2s.skip = payload
+        }
+        validate(header, offset, time, &events)
+        if case .disc = header.command {
+            c2s.disconnected = true
+            return
+        }
+        let entry = InFlight(event: event)
+        if inFlight[header.cookie] != nil {
+            emit(d, offset, time, .violation(ProtocolViolation(.duplicateCookie,
+                "request \(event.id) reuses cookie 0x\(hex(header.cookie)), still in flight")), &events)
+            duplicates[header.cookie, default: []].append(entry)
+        } else {
+            inFlight[header.cookie] = entry
+        }
+    }
+
+    /// Checks a request against what the export advertised. None of these stop decoding:
+    /// the header alone frames the stream.
+    func validate(_ h: RequestHeader, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) {
+        let d = StreamDirection.clientToServer
+        let name = "NBD_CMD_\(h.command.name)"
+        func report(_ code: ProtocolViolation.Code, _ reason: String) {
+            emit(d, offset, time, .violation(ProtocolViolation(code, reason)), &events)
+        }
+        if let needed = h.command.requiredTransmissionFlag, !transmissionFlags.contains(needed) {
+            report(.commandNotAdvertised, "\(name) sent though the export did not advertise \(needed.names.joined(separator: "|"))")
+        }
+        switch h.command {
+        case .blockStatus:
+            if !structuredReplies {
+                report(.commandNotAdvertised, "\(name) sent without structured replies negotiated")
+            } else if metaContexts.isEmpty {
+                report(.commandNotAdvertised, "\(name) sent with no meta context selected")
+            }
+        case .unknown:
+            report(.commandNotAdvertised, "unknown command \(h.command.rawValue)")
+        case .read, .write, .disc, .flush, .trim, .cache, .writeZeroes, .resize:
+            break
+        }
+        if h.command.isWrite && transmissionFlags.contains(.readOnly) {
+            report(.writeOnReadOnly, "\(name) sent to a read-only export")
+        }
+        let flags = h.flags
+        if flags.contains(.fua) && !transmissionFlags.contains(.sendFUA) {
+            report(.flagNotAdvertised, "FUA sent though the export did not advertise SEND_FUA")
+        }
+        if flags.contains(.noHole) && h.command != .writeZeroes {
+            report(.flagNotValid, "NO_HOLE is only valid on NBD_CMD_WRITE_ZEROES, not \(name)")
+        }
+        if flags.contains(.df) {
+            if h.command != .read {
+                report(.flagNotValid, "DF is only valid on NBD_CMD_READ, not \(name)")
+            } else if !transmissionFlags.contains(.sendDF) {
+                report(.flagNotAdvertised, "DF sent though the export did not advertise SEND_DF")
+            }
+        }
+        if flags.contains(.reqOne) && h.command != .blockStatus {
+            report(.flagNotValid, "REQ_ONE is only valid on NBD_CMD_BLOCK_STATUS, not \(name)")
+        }
+        if flags.contains(.fastZero) {
+            if h.command != .writeZeroes {
+                report(.flagNotValid, "FAST_ZERO is only valid on NBD_CMD_WRITE_ZEROES, not \(name)")
+            } else if !transmissionFlags.contains(.sendFastZero) {
+                report(.flagNotAdvertised, "FAST_ZERO sent though the export did not advertise SEND_FAST_ZERO")
+            }
+        }
+        if flags.contains(.payloadLen) {
+            if !extendedHeaders {
+                report(.flagNotValid, "PAYLOAD_LEN sent without extended headers")
+            } else if h.command == .blockStatus && !transmissionFlags.contains(.blockStatusPayload) {
+                report(.flagNotAdvertised, "PAYLOAD_LEN on BLOCK_STATUS though the export did not advertise BLOCK_STATUS_PAYLOAD")
+            } else if h.command != .write && h.command != .blockStatus {
+                report(.flagNotValid, "PAYLOAD_LEN is not valid on \(name)")
+            }
+        } else if extendedHeaders && h.command == .write {
+            report(.flagNotValid, "NBD_CMD_WRITE without PAYLOAD_LEN under extended headers")
+        }
+        let unknownFlags = flags.rawValue & ~CommandFlags.known.rawValue
+        if unknownFlags != 0 {
+            report(.flagNotValid, "unknown command flags 0x\(hex(unknownFlags)) on \(name)")
+        }
+        switch h.command {
+        case .read, .write, .trim, .cache, .writeZeroes, .blockStatus:
+            let (end, overflow) = h.offset.addingReportingOverflow(h.length)
+            if overflow || end > exportSize {
+                report(.beyondExportSize, "\(name) offset 0x\(hex(h.offset)) length 0x\(hex(h.length)) goes past the export size 0x\(hex(exportSize))")
+            }
+        case .disc, .flush:
+            if h.offset != 0 || h.length != 0 {
+                report(.malformedPayload, "\(name) with offset 0x\(hex(h.offset)) length 0x\(hex(h.length)); both must be 0")
+            }
+        case .resize, .unknown:
+            break
+        }
+    }
+
+    mutating func parseReply(_ buf: inout ByteBuffer, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) throws(WireError) {
+        let d = StreamDirection.serverToClient
+        let header = try ReplyHeader.read(from: &buf, allowSimple: true, allowStructured: true, allowExtended: true)!
+        switch header {
+        case .simple(let reply):
+            emit(d, offset, time, .simpleReply(reply), &events)
+            if extendedHeaders {
+                emit(d, offset, time, .violation(ProtocolViolation(.replyFormatNotNegotiated, "simple reply though extended headers were negotiated")), &events)
+            }
+            guard var entry = takeInFlight(reply.cookie) else {
+                emit(d, offset, time, .violation(ProtocolViolation(.unknownCookie,
+                    "simple reply for cookie 0x\(hex(reply.cookie)) with no request in flight")), &events)
+                return
+            }
+            entry.chunks = 1
+            entry.error = reply.error
+            if case .read = entry.event.header.command {
+                if structuredReplies {
+                    emit(d, offset, time, .violation(ProtocolViolation(.replyFormatNotNegotiated,
+                        "simple reply to NBD_CMD_READ though structured replies were negotiated")), &events)
+                }
+                if reply.error == .ok && entry.event.header.length > 0 {
+                    let start = offset + UInt64(SimpleReplyHeader.length)
+                    let length = entry.event.header.length
+                    emit(d, start, time, .payload(cookie: reply.cookie, span: StreamSpan(direction: d, offset: start, length: length)), &events)
+                    s2c.skip = length
+                    entry.dataBytes = length
+                }
+            }
+            emit(d, offset, time, .completed(entry.completed(at: time, outcome: .replied)), &events)
+        case .chunk(let chunk):
+            try parseChunk(chunk, &buf, offset, time, &events)
+        }
+    }
+
+    /// Removes and returns the request a final reply answers, promoting a duplicate.
+    mutating func takeInFlight(_ cookie: UInt64) -> InFlight? {
+        guard let entry = inFlight.removeValue(forKey: cookie) else { return nil }
+        if var queue = duplicates[cookie], !queue.isEmpty {
+            inFlight[cookie] = queue.removeFirst()
+            duplicates[cookie] = queue.isEmpty ? nil : queue
+        }
+        return entry
+    }
+
+    mutating func parseChunk(_ chunk: ReplyChunkHeader, _ buf: inout ByteBuffer, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) throws(WireError) {
+        let d = StreamDirection.serverToClient
+        func report(_ code: ProtocolViolation.Code, _ reason: String) {
+            emit(d, offset, time, .violation(ProtocolViolation(code, reason)), &events)
+        }
+        let parseLength = chunkParseLength(type: chunk.type.rawValue, length: chunk.length)
+        let parsedBytes = buf.readSlice(length: parseLength)!
+        var payload: ChunkPayload
+        var problem: WireError?
+        if parseLength < Int(clamping: chunk.length), chunk.type != .offsetData {
+            payload = .unknown(length: chunk.length)
+            problem = .badLength(context: "NBD_REPLY_TYPE_\(chunk.type.name)", length: chunk.length, expected: "at most \(limits.maxParsedChunk) to be decoded")
+        } else {
+            do {
+                payload = try ChunkPayload.parse(type: chunk.type, payload: parsedBytes, totalLength: chunk.length)
+            } catch {
+                payload = .unknown(length: chunk.length)
+                problem = error
+            }
+        }
+        emit(d, offset, time, .replyChunk(chunk, payload), &events)
+        // Bytes of the chunk not parsed: OFFSET_DATA's data, or an oversized payload.
+        let rest = chunk.length - UInt64(parseLength)
+        if rest > 0 {
+            let start = offset + UInt64(chunk.wireLength + parseLength)
+            emit(d, start, time, .payload(cookie: chunk.cookie, span: StreamSpan(direction: d, offset: start, length: rest)), &events)
+            s2c.skip = rest
+        }
+        if let problem { report(problem.code, problem.description) }
+        if chunk.extended != extendedHeaders || !structuredReplies {
+            report(.replyFormatNotNegotiated, chunk.extended ? "extended reply chunk without extended headers negotiated"
+                : (extendedHeaders ? "structured reply chunk though extended headers were negotiated" : "structured reply chunk without structured replies negotiated"))
+        }
+        if case .unknown = chunk.type, !chunk.type.isError {
+            report(.unknownChunkType, "unknown reply chunk type \(chunk.type.rawValue); the client must disconnect")
+        }
+        if case .none = chunk.type, !chunk.isDone {
+            report(.malformedPayload, "NBD_REPLY_TYPE_NONE without NBD_REPLY_FLAG_DONE")
+        }
+        guard var entry = inFlight[chunk.cookie] else {
+            report(.unknownCookie, "reply chunk for cookie 0x\(hex(chunk.cookie)) with no request in flight")
+            return
+        }
+        entry.chunks += 1
+        let command = entry.event.header.command
+        switch payload {
+        case .offsetData(let dataOffset, let length):
+            if command != .read { report(.chunkNotValidForCommand, "OFFSET_DATA in reply to NBD_CMD_\(command.name)") }
+            checkRange(entry.event.header, dataOffset, length, "OFFSET_DATA", report)
+            entry.dataBytes += length
+        case .offsetHole(let holeOffset, let length):
+            if command != .read { report(.chunkNotValidForCommand, "OFFSET_HOLE in reply to NBD_CMD_\(command.name)") }
+            checkRange(entry.event.header, holeOffset, UInt64(length), "OFFSET_HOLE", report)
+            entry.holeBytes += UInt64(length)
+        case .blockStatus(let id, let descriptors), .blockStatusExt(let id, let descriptors):
+            if command != .blockStatus { report(.chunkNotValidForCommand, "block status chunk in reply to NBD_CMD_\(command.name)") }
+            if metaContexts[id] == nil { report(.malformedPayload, "block status for meta context id \(id), which was not negotiated") }
+            entry.extents.append(ContextExtents(contextID: id, contextName: metaContexts[id], descriptors: descriptors))
+        case .error(let error, let message), .errorOffset(let error, let message, _):
+            if entry.error == .ok {
+                entry.error = error
+                entry.errorMessage = message.isEmpty ? nil : message
+            }
+            if error == .ok { report(.malformedPayload, "error chunk with error value 0") }
+        case .none, .unknown:
+            if chunk.type.isError && entry.error == .ok { entry.error = .einval }
+        }
+        if chunk.isDone {
+            _ = takeInFlight(chunk.cookie)
+            emit(d, offset, time, .completed(entry.completed(at: time, outcome: .replied)), &events)
+        } else {
+            inFlight[chunk.cookie] = entry
+        }
+    }
+
+    func checkRange(_ request: RequestHeader, _ offset: UInt64, _ length: UInt64, _ what: String, _ report: (ProtocolViolation.Code, String) -> Void) {
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        if offset < request.offset || overflow || end > request.offset &+ request.length {
+            report(.malformedPayload, "\(what) at 0x\(hex(offset)) length 0x\(hex(length)) lies outside the request (0x\(hex(request.offset)) length 0x\(hex(request.length)))")
+        }
+    }
+}

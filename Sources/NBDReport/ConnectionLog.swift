@@ -1,0 +1,77 @@
+import NBDConversation
+import NBDProtocol
+
+/// Turns one connection's events into log lines. Requests and replies follow nbdkit's log
+/// filter exactly; negotiation, violations and TLS get lines of their own in the same
+/// key=value style (nbdkit logs only a Connect line for all of that).
+public struct ConnectionLog {
+    public let connection: Int
+    public let format: LogFormat
+    /// Requests answered so far, as nbdkit's `Disconnect transactions=N` counts them.
+    public private(set) var transactions = 0
+    var closed: Set<StreamDirection> = []
+    public private(set) var disconnectLogged = false
+    /// Prefix of every line, precomputed.
+    let tag: String
+
+    public init(connection: Int, format: LogFormat) {
+        self.connection = connection
+        self.format = format
+        self.tag = " connection=\(connection) "
+    }
+
+    /// Appends the lines for `event` (zero or more, each ending in a newline).
+    public mutating func append(_ event: ConversationEvent, to out: inout String) {
+        switch format {
+        case .nbdkit: appendText(event, to: &out)
+        case .json: appendJSON(event, to: &out)
+        }
+        if case .completed(let c) = event.kind, c.outcome != .noReply { transactions += 1 }
+        if case .closed = event.kind {
+            closed.insert(event.direction)
+            if closed.count == 2 { appendDisconnect(time: event.time, to: &out) }
+        }
+    }
+
+    /// Logs the end of the connection once, even when a front end saw only one side close.
+    public mutating func appendDisconnect(time: UInt64, to out: inout String) {
+        guard !disconnectLogged else { return }
+        disconnectLogged = true
+        switch format {
+        case .nbdkit:
+            line(time, "Disconnect transactions=\(transactions)", &out)
+        case .json:
+            var o = header(time, "disconnect")
+            o.number("transactions", transactions)
+            out += o.finished + "\n"
+        }
+    }
+
+    /// A line of nbdtap's own (proxy decisions, upstream failures) in the log's format.
+    public mutating func appendNote(time: UInt64, action: String, fields: [(String, String)], to out: inout String) {
+        switch format {
+        case .nbdkit:
+            line(time, ([action] + fields.map { "\($0.0)=\(ShellQuote.quote($0.1))" }).joined(separator: " "), &out)
+        case .json:
+            var o = header(time, action.lowercased())
+            for (k, v) in fields { o.string(k, v) }
+            out += o.finished + "\n"
+        }
+    }
+
+    @inline(__always)
+    func line(_ time: UInt64, _ body: String, _ out: inout String) {
+        out += Timestamp.nbdkit(time)
+        out += tag
+        out += body
+        out += "\n"
+    }
+
+    func header(_ time: UInt64, _ event: String) -> JSONObject {
+        var o = JSONObject()
+        o.string("time", Timestamp.rfc3339(time))
+        o.number("connection", connection)
+        o.string("event", event)
+        return o
+    }
+}

@@ -1,0 +1,54 @@
+import NBDConversation
+import NBDProtocol
+import NIOCore
+
+/// One connection as the proxy and the pcap decoder both see it: the conversation
+/// decoder, its log and its statistics, fed from whichever front end. Sharing this is what
+/// makes live and offline output agree.
+public struct ConversationTap {
+    public let connection: Int
+    public var decoder: ConversationDecoder
+    public var log: ConnectionLog?
+    public var stats = ConnectionStats()
+    /// Events of the last feed, reused between calls so steady state does not allocate.
+    public var events: [ConversationEvent] = []
+
+    public init(connection: Int, logFormat: LogFormat?, limits: DecoderLimits = DecoderLimits()) {
+        self.connection = connection
+        self.decoder = ConversationDecoder(limits: limits)
+        self.log = logFormat.map { ConnectionLog(connection: connection, format: $0) }
+        stats.connections = 1
+    }
+
+    /// Feeds bytes and appends the resulting log lines to `logText`; the events stay in
+    /// `events` until the next call.
+    public mutating func feed(_ d: StreamDirection, _ bytes: ByteBuffer, at time: UInt64, logText: inout String) {
+        events.removeAll(keepingCapacity: true)
+        switch d {
+        case .clientToServer: stats.bytesClientToServer &+= UInt64(bytes.readableBytes)
+        case .serverToClient: stats.bytesServerToClient &+= UInt64(bytes.readableBytes)
+        }
+        decoder.feed(d, bytes, at: time, into: &events)
+        consume(&logText)
+    }
+
+    public mutating func finish(_ d: StreamDirection, at time: UInt64, logText: inout String) {
+        events.removeAll(keepingCapacity: true)
+        decoder.finish(d, at: time, into: &events)
+        consume(&logText)
+    }
+
+    /// Ends the connection for the log even if one side never closed.
+    public mutating func close(at time: UInt64, logText: inout String) {
+        finish(.clientToServer, at: time, logText: &logText)
+        finish(.serverToClient, at: time, logText: &logText)
+        log?.appendDisconnect(time: time, to: &logText)
+    }
+
+    mutating func consume(_ logText: inout String) {
+        for e in events {
+            stats.record(e)
+            log?.append(e, to: &logText)
+        }
+    }
+}
