@@ -54,8 +54,7 @@ let package = Package(
         .testTarget(name: "NBDProtocolTests", dependencies: ["NBDProtocol", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "NBDConversationTests",
-            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")],
-            resources: [.copy("Fixtures")]
+            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "NBDReportTests", dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(

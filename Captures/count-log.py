@@ -118,24 +118,61 @@ def flag_names(f):
 
 
 def qemu_trace(path):
-    """qemu-nbd --trace 'nbd_*': server-side nbd_receive_request lines."""
+    """qemu-nbd --trace 'nbd_*': server-side lines (requests, reply chunks, options)."""
     counts = collections.OrderedDict()
     outcome = collections.defaultdict(collections.Counter)
     per_conn = collections.Counter()
     other = []
+    handle_label = {}
+
+    def add(label, n=1):
+        counts[label] = counts.get(label, 0) + n
+
+    last_req = None
     for line in open(path):
         m = re.search(r"nbd_receive_request Got request: \{ magic = (0x[0-9a-f]+), "
                       r"\.flags = (0x[0-9a-f]+), \.type = (0x[0-9a-f]+), from = (\d+), len = (\d+)", line)
         if m:
             t, f = int(m.group(3), 16), int(m.group(2), 16)
-            label = "%s flags=%s" % (QEMU_TYPES.get(t, "type %d" % t), flag_names(f))
-            counts[label] = counts.get(label, 0) + 1
+            last_req = "%s flags=%s" % (QEMU_TYPES.get(t, "type %d" % t), flag_names(f))
+            add(last_req)
             per_conn["?"] += 1
             continue
-        m = re.search(r"nbd_co_send_(simple_reply|chunk_error|structured_error)\b.*?error = (\d+) \((\w+)\)", line) \
-            or re.search(r"nbd_co_send_(simple_reply|chunk_error|structured_error)\b.*?error = (\d+)", line)
+        m = re.search(r"nbd_co_receive_request_decode_type Decoding type: handle = (\d+)", line)
+        if m and last_req:
+            handle_label[m.group(1)] = last_req
+            continue
+        m = re.search(r"nbd_co_send_simple_reply Send simple reply: handle = (\d+), error = (\d+) \((\w+)\)", line)
         if m:
-            other.append(("?", "reply", line.strip()[:160]))
+            lab = handle_label.get(m.group(1), "?")
+            outcome[lab]["simple reply " + ("ok" if m.group(2) == "0" else m.group(3))] += 1
+            continue
+        m = re.search(r"nbd_co_send_structured_error Send structured error reply: handle = (\d+), error = (\d+) \((\w+)\)", line)
+        if m:
+            outcome[handle_label.get(m.group(1), "?")]["error chunk " + m.group(3)] += 1
+            continue
+        for pat, what in ((r"nbd_co_send_structured_read Send structured read data reply: handle = (\d+)", "OFFSET_DATA chunk"),
+                          (r"nbd_co_send_structured_read_hole Send structured read hole reply: handle = (\d+)", "OFFSET_HOLE chunk"),
+                          (r"nbd_co_send_extents Send block status reply: handle = (\d+)", "BLOCK_STATUS chunk"),
+                          (r"nbd_co_send_structured_done Send structured reply done: handle = (\d+)", "NONE chunk")):
+            m = re.search(pat, line)
+            if m:
+                outcome[handle_label.get(m.group(1), "?")][what] += 1
+                break
+        m = re.search(r"nbd_negotiate_options_check_option Checking option (\d+) \(([^)]*)\)", line)
+        if m:
+            add("option %s (%s)" % (m.group(1), m.group(2)))
+            continue
+        m = re.search(r"nbd_negotiate_send_rep_len Reply opt=(\d+) \(([^)]*)\), type=(\d+) \(([^)]*)\)", line)
+        if m:
+            outcome["option %s (%s)" % (m.group(1), m.group(2))]["rep " + m.group(4)] += 1
+            continue
+        m = re.search(r"nbd_negotiate_send_rep_err Reply opt=(\d+) \(([^)]*)\), type=(\S+) \(([^)]*)\)", line)
+        if m:
+            outcome["option %s (%s)" % (m.group(1), m.group(2))]["rep " + m.group(4)] += 1
+            continue
+        if "nbd_negotiate_begin" in line:
+            other.append((None, "negotiation begins (TCP connection)", ""))
     return counts, outcome, per_conn, other
 
 
@@ -172,7 +209,7 @@ def main():
         fn = {"qemu": qemu_trace, "nbdkit-debug": nbdkit_debug}[fmt]
         counts, outcome, per_conn, other = fn(path)
     src = {"nbdkit": "nbdkit log filter ENTER lines",
-           "qemu": "qemu-nbd trace nbd_receive_request lines",
+           "qemu": "qemu-nbd trace: nbd_receive_request, reply and option lines",
            "nbdkit-debug": "nbdkit -v debug lines"}[fmt]
     print("| Request (%s) | Count | Outcome |" % src)
     print("|---|---|---|")
@@ -180,6 +217,9 @@ def main():
         oc = ", ".join("%s: %d" % kv for kv in sorted(outcome[label].items())) if outcome[label] else ""
         print("| `%s` | %d | %s |" % (label, n, oc))
     print("| **total requests** | %d | |" % sum(n for k, n in counts.items() if not k.startswith(("option ", "oldstyle"))))
+    if fmt == "qemu":
+        print()
+        print("Connections: %d (nbd_negotiate_begin lines)" % len(other))
     if fmt == "nbdkit":
         print()
         print("Per connection: " + ", ".join("connection=%s: %d requests" % kv
