@@ -7,6 +7,7 @@ Usage:
                the filters see them, and NBD_CMD_DISC (rows marked [-v])
   count-log.py --qemu qemu-nbd-trace.log   qemu-nbd --trace 'nbd_*' stderr
   count-log.py --nbdkit-debug nbdkit-debug.log   nbdkit -v stderr (transmission debug lines)
+  count-log.py --nbd-server transaction.log      nbd-server transactionlog (binary)
 
 Prints a markdown table: request (with the flags as the log spells them),
 count, and outcome (ok / error names), plus per-connection totals.  It reads
@@ -138,6 +139,23 @@ def qemu_trace(path):
             add(last_req)
             per_conn["?"] += 1
             continue
+        m = re.search(r"nbd_send_request Sending request to server: \{ \.from = (\d+), \.len = (\d+), "
+                      r"\.(?:handle|cookie) = (\d+), \.flags = (0x[0-9a-f]+), \.type = (\d+)", line)
+        if m:
+            t, f = int(m.group(5)), int(m.group(4), 16)
+            add("upstream (qemu-nbd as client): %s flags=%s" % (QEMU_TYPES.get(t, "type %d" % t), flag_names(f)))
+            continue
+        m = re.search(r"nbd_receive_simple_reply Got simple reply: \{ \.error = (\d+) \((\w+)\)", line)
+        if m:
+            outcome["upstream replies (qemu-nbd as client)"]["simple " + ("ok" if m.group(1) == "0" else m.group(2))] += 1
+            add("upstream replies (qemu-nbd as client)")
+            continue
+        m = re.search(r"nbd_receive_structured_reply_chunk Got structured reply chunk: \{ flags = (0x[0-9a-f]+), type = (\d+) \(([^)]*)\)", line)
+        if m:
+            outcome["upstream replies (qemu-nbd as client)"]["chunk " + m.group(3)] += 1
+            if int(m.group(1), 16) & 1:
+                add("upstream replies (qemu-nbd as client)")
+            continue
         m = re.search(r"nbd_co_receive_request_decode_type Decoding type: handle = (\d+)", line)
         if m and last_req:
             handle_label[m.group(1)] = last_req
@@ -159,6 +177,14 @@ def qemu_trace(path):
             if m:
                 outcome[handle_label.get(m.group(1), "?")][what] += 1
                 break
+        m = re.search(r"nbd_send_option_request Sending option request (\d+) \(([^)]*)\)", line)
+        if m:
+            add("upstream (qemu-nbd as client): option %s (%s)" % (m.group(1), m.group(2)))
+            continue
+        m = re.search(r"nbd_receive_option_reply Received option reply (\d+) \(([^)]*)\), type (\d+) \(([^)]*)\)", line)
+        if m:
+            outcome["upstream (qemu-nbd as client): option %s (%s)" % (m.group(1), m.group(2))]["rep " + m.group(4)] += 1
+            continue
         m = re.search(r"nbd_negotiate_options_check_option Checking option (\d+) \(([^)]*)\)", line)
         if m:
             add("option %s (%s)" % (m.group(1), m.group(2)))
@@ -174,6 +200,40 @@ def qemu_trace(path):
         if "nbd_negotiate_begin" in line:
             other.append((None, "negotiation begins (TCP connection)", ""))
     return counts, outcome, per_conn, other
+
+
+ERRNAMES = {0: "ok", 1: "EPERM", 5: "EIO", 12: "ENOMEM", 22: "EINVAL", 28: "ENOSPC",
+            75: "EOVERFLOW", 95: "ENOTSUP", 108: "ESHUTDOWN"}
+
+
+def nbd_server_txlog(path):
+    """nbd-server `transactionlog` (binary): 28-byte requests (magic 0x25609513,
+    u32 flags<<16|type, u64 handle, u64 from, u32 len; no data) and 16-byte
+    simple replies (magic 0x67446698, u32 error, u64 handle), big-endian."""
+    import struct
+    data = open(path, "rb").read()
+    counts = collections.OrderedDict()
+    outcome = collections.defaultdict(collections.Counter)
+    pending = {}
+    pos = 0
+    other = []
+    while pos + 4 <= len(data):
+        magic = struct.unpack_from(">I", data, pos)[0]
+        if magic == 0x25609513 and pos + 28 <= len(data):
+            _m, tf, handle, _off, _ln = struct.unpack_from(">IIQQI", data, pos)
+            t, f = tf & 0xFFFF, tf >> 16
+            label = "%s flags=%s" % (QEMU_TYPES.get(t, "type %d" % t), flag_names(f))
+            counts[label] = counts.get(label, 0) + 1
+            pending[handle] = label
+            pos += 28
+        elif magic == 0x67446698 and pos + 16 <= len(data):
+            _m, err, handle = struct.unpack_from(">IIQ", data, pos)
+            outcome[pending.pop(handle, "?")][ERRNAMES.get(err, "error %d" % err)] += 1
+            pos += 16
+        else:
+            other.append((None, "unparsed bytes at offset %d" % pos, ""))
+            break
+    return counts, outcome, collections.Counter(), other
 
 
 def nbdkit_debug(path):
@@ -200,23 +260,27 @@ def nbdkit_debug(path):
 def main():
     args = sys.argv[1:]
     fmt = "nbdkit"
-    if args and args[0] in ("--qemu", "--nbdkit-debug"):
+    if args and args[0] in ("--qemu", "--nbdkit-debug", "--nbd-server"):
         fmt = args.pop(0)[2:]
     path = args[0]
     if fmt == "nbdkit":
         counts, outcome, per_conn, other = nbdkit_log(path, args[1] if len(args) > 1 else None)
     else:
-        fn = {"qemu": qemu_trace, "nbdkit-debug": nbdkit_debug}[fmt]
+        fn = {"qemu": qemu_trace, "nbdkit-debug": nbdkit_debug, "nbd-server": nbd_server_txlog}[fmt]
         counts, outcome, per_conn, other = fn(path)
     src = {"nbdkit": "nbdkit log filter ENTER lines",
            "qemu": "qemu-nbd trace: nbd_receive_request, reply and option lines",
-           "nbdkit-debug": "nbdkit -v debug lines"}[fmt]
+           "nbdkit-debug": "nbdkit -v debug lines",
+           "nbd-server": "nbd-server transactionlog records"}[fmt]
     print("| Request (%s) | Count | Outcome |" % src)
     print("|---|---|---|")
-    for label, n in counts.items():
+    order = lambda k: (2 if k.startswith("upstream replies") else 1 if k.startswith("upstream") else 0)
+    for label, n in sorted(counts.items(), key=lambda kv: order(kv[0])):
         oc = ", ".join("%s: %d" % kv for kv in sorted(outcome[label].items())) if outcome[label] else ""
         print("| `%s` | %d | %s |" % (label, n, oc))
-    print("| **total requests** | %d | |" % sum(n for k, n in counts.items() if not k.startswith(("option ", "oldstyle"))))
+    print("| **total requests** | %d | |" % sum(n for k, n in counts.items() if not k.startswith(("option ", "oldstyle", "upstream"))))
+    for conn, act, rest in (other if fmt == "nbd-server" else []):
+        print("- " + act)
     if fmt == "qemu":
         print()
         print("Connections: %d (nbd_negotiate_begin lines)" % len(other))

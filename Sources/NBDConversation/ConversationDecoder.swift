@@ -170,13 +170,14 @@ public struct ConversationDecoder {
                     kill(d, v, time, &events)
                 case .bytes(let n):
                     if pending.readableBytes < n {
+                        // Take only what this requirement needs, then judge again: a
+                        // longer prefix can reveal a longer message (a payload length).
                         let move = min(n - pending.readableBytes, input.readableBytes)
                         var part = input.readSlice(length: move)!
                         pending.writeBuffer(&part)
-                    }
-                    if pending.readableBytes < n {
                         withState(d) { $0.pending = pending }
-                        return
+                        if pending.readableBytes < n { return }
+                        continue
                     }
                     parseOne(d, &pending, time, &events)
                     pending.discardReadBytes()

@@ -10,6 +10,12 @@ public struct Transcript: Sendable {
         /// Nanoseconds since the epoch.
         public var time: UInt64
         public var bytes: ByteBuffer
+
+        public init(direction: StreamDirection, time: UInt64, bytes: ByteBuffer) {
+            self.direction = direction
+            self.time = time
+            self.bytes = bytes
+        }
     }
 
     public var records: [Record] = []
