@@ -22,7 +22,10 @@ A record holds the bytes that one frame made deliverable in sequence order:
 its own new bytes plus any out-of-order bytes buffered earlier that it
 connects.  Records are in frame order, so concatenating all C records yields
 exactly the client's byte stream and all S records the server's.  Bytes
-already delivered (retransmissions, overlaps) are dropped.
+already delivered (retransmissions, overlaps) are dropped.  The summary also
+counts records whose frame acknowledges bytes of the other direction not yet
+in the transcript (a reply recorded ahead of what it answers); these are
+reported, not reordered.
 
 Output names: with -o OUT (default: the capture path with .pcap replaced by
 .nbdt), one connection selected (or only one present) -> OUT; several ->
@@ -212,7 +215,7 @@ def collect(path, port):
         src, dst, tcp = t
         if len(tcp) < 20:
             continue
-        sport, dport, seq, _ack, offflags = struct.unpack_from(">HHIIH", tcp, 0)
+        sport, dport, seq, ack, offflags = struct.unpack_from(">HHIIH", tcp, 0)
         doff = (offflags >> 12) * 4
         flags = offflags & 0x3F
         if doff < 20 or doff > len(tcp):
@@ -251,7 +254,8 @@ def collect(path, port):
         if flags & (TH_FIN | TH_RST):
             conn.closed = True
         if payload:
-            direction.segments.append((frame, ts, seq, payload))
+            direction.segments.append((frame, ts, seq, payload,
+                                       ack if flags & TH_ACK else None))
     return conns
 
 
@@ -273,18 +277,19 @@ def reassemble(direction):
     """
     segs = direction.segments
     stats = {"ooo": 0, "retrans": 0, "overlap": 0, "hole": 0, "segments": len(segs)}
+    if direction.isn is not None:
+        base = stats["base"] = (direction.isn + 1) & 0xFFFFFFFF
     if not segs:
         return [], stats
-    if direction.isn is not None:
-        base = (direction.isn + 1) & 0xFFFFFFFF
-    else:
+    if direction.isn is None:
         # no SYN captured: start at the lowest sequence number seen near the start
         ref = segs[0][2]
         base = min(unwrap(s[2], ref) for s in segs) & 0xFFFFFFFF
     nxt = 0                      # next stream offset to deliver (relative to base)
     pending = {}                 # start offset -> (end, payload), ahead of nxt
     out = []
-    for frame, ts, seq, payload in segs:
+    stats["base"] = base
+    for frame, ts, seq, payload, ack in segs:
         # offset relative to base, unwrapped near the current position
         start = unwrap((seq - base) & 0xFFFFFFFF, nxt)
         end = start + len(payload)
@@ -309,7 +314,7 @@ def reassemble(direction):
             if e > nxt:
                 chunk.append(p[nxt - s:])
                 nxt = e
-        out.append((frame, ts, b"".join(chunk)))
+        out.append((frame, ts, b"".join(chunk), ack))
     if pending:
         first = min(pending)
         stats["hole"] = first - nxt
@@ -323,12 +328,22 @@ def write_transcript(path, conn):
     for d in ("C", "S"):
         dl, st = reassemble(conn.dirs[d])
         stats[d] = st
-        deliveries.extend((frame, d, ts, data) for frame, ts, data in dl)
+        deliveries.extend((frame, d, ts, data, ack) for frame, ts, data, ack in dl)
     deliveries.sort(key=lambda x: x[0])  # one frame belongs to one direction
     nbytes = {"C": 0, "S": 0}
+    # Causality check: a frame acknowledging bytes of the other direction that
+    # the transcript has not delivered yet means the capture recorded a reply
+    # ahead of (part of) what it answers.  Counted, not corrected.
+    stats["ack_ahead"] = 0
     with open(path, "wb") as f:
         f.write(b"NBDT\x01")
-        for _frame, d, ts, data in deliveries:
+        for _frame, d, ts, data, ack in deliveries:
+            other = "S" if d == "C" else "C"
+            base = stats[other].get("base")
+            if ack is not None and base is not None:
+                acked = unwrap((ack - base) & 0xFFFFFFFF, nbytes[other])
+                if acked > nbytes[other] + 1:   # +1: the other side's FIN
+                    stats["ack_ahead"] += 1
             f.write(d.encode() + struct.pack(">QI", ts // 1000, len(data)))
             f.write(data)
             nbytes[d] += len(data)
@@ -401,7 +416,9 @@ def main(argv=None):
             print("%s: connection %d %s -> %s: C %d bytes, S %d bytes, %d records, "
                   "%d out-of-order segments fixed, %d retransmitted dropped, %d overlaps trimmed%s%s%s"
                   % (path, k, fmt_ep(conn.client), fmt_ep(conn.server), nbytes["C"], nbytes["S"],
-                     nrec, ooo, rtx, ovl, ", INCOMPLETE" if holes else "",
+                     nrec, ooo, rtx, ovl,
+                     (", %d records ahead of bytes they acknowledge" % stats["ack_ahead"]
+                      if stats["ack_ahead"] else "") + (", INCOMPLETE" if holes else ""),
                      "" if conn.syn_isn is not None else ", NO SYN",
                      "" if conn.closed else ", NO FIN/RST (capture may have stopped early)"))
     return status

@@ -350,3 +350,8 @@ extension WireError {
         }
     }
 }
+
+extension ConversationDecoder {
+    /// Whether `finish` was called for this direction.
+    public func isFinished(_ d: StreamDirection) -> Bool { state(d).finished }
+}

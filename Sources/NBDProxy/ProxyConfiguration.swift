@@ -1,0 +1,19 @@
+import NBDProtocol
+import NBDReport
+
+/// What the proxy listens on, where it forwards, and what it records.
+public struct ProxyConfiguration: Sendable {
+    public var listen: NBDURI.Endpoint
+    public var upstream: NBDURI.Endpoint
+    public var logFormat: LogFormat?
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM or the end of --run.
+    public var drainSeconds: Double = 5
+    /// Seconds a connection may stay half-open after the client's EOF.
+    public var halfCloseSeconds: Double = 5
+
+    public init(listen: NBDURI.Endpoint, upstream: NBDURI.Endpoint, logFormat: LogFormat?) {
+        self.listen = listen
+        self.upstream = upstream
+        self.logFormat = logFormat
+    }
+}

@@ -1,0 +1,153 @@
+import NBDConversation
+import NBDProtocol
+import NBDReport
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The transparent relay: each accepted client gets its own upstream connection on the
+/// same event loop (one loop per connection pair, no cross-thread hops on the data path).
+public final class ProxyServer: @unchecked Sendable {
+    public let config: ProxyConfiguration
+    public let stats = StatsRegistry()
+    let sink: LogSink?
+    let group: MultiThreadedEventLoopGroup
+    let lock = NIOLock()
+    var sessions: [Int: ProxySession] = [:]
+    var nextID = 1
+    var serverChannel: Channel?
+    /// Called with the text of each connection's statistics when it closes.
+    public var onConnectionClosed: (@Sendable (Int, ConnectionStats) -> Void)?
+
+    public init(config: ProxyConfiguration, sink: LogSink?, threads: Int = System.coreCount) {
+        self.config = config
+        self.sink = sink
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+    }
+
+    /// Socket tuning shared by both legs: large reads (payloads move in big slices),
+    /// write buffers bounded by watermarks (the backpressure threshold), manual reads.
+    static let recvAllocator = AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 256 * 1024, maximum: 1024 * 1024)
+    static let watermark = ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024)
+
+    static func isTCP(_ ch: Channel) -> Bool {
+        switch ch.localAddress {
+        case .v4, .v6: return true
+        case .unixDomainSocket, .none: return false
+        }
+    }
+
+    /// Binds the listening socket; returns the bound endpoint (the real port for port 0).
+    @discardableResult
+    public func start() throws -> NBDURI.Endpoint {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.recvAllocator, value: Self.recvAllocator)
+            .childChannelOption(.writeBufferWaterMark, value: Self.watermark)
+            .childChannelInitializer { [unowned self] ch in self.accept(ch) }
+        let channel: Channel
+        switch config.listen {
+        case .tcp(let host, let port):
+            channel = try bootstrap.bind(host: host, port: port).wait()
+        case .unix(let path):
+            channel = try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
+            chmod(path, 0o600)
+        }
+        serverChannel = channel
+        switch config.listen {
+        case .tcp(let host, _):
+            return .tcp(host: host, port: channel.localAddress?.port ?? 0)
+        case .unix:
+            return config.listen
+        }
+    }
+
+    func accept(_ client: Channel) -> EventLoopFuture<Void> {
+        let id: Int = lock.withLock {
+            defer { nextID += 1 }
+            return nextID
+        }
+        let session = ProxySession(id: id, client: client, logFormat: config.logFormat, sink: sink, stats: stats) { [weak self] s in
+            guard let self else { return }
+            self.lock.withLock { _ = self.sessions.removeValue(forKey: s.id) }
+            self.onConnectionClosed?(s.id, s.tap.stats)
+        }
+        lock.withLock { sessions[id] = session }
+        let clientSide = RelayHandler(direction: .clientToServer, session: session)
+        let upstreamSide = RelayHandler(direction: .serverToClient, session: session)
+        clientSide.partner = upstreamSide
+        upstreamSide.partner = clientSide
+        var setup = client.pipeline.addHandler(clientSide)
+        if Self.isTCP(client) {
+            setup = setup.flatMap { client.setOption(.socketOption(.tcp_nodelay), value: 1) }
+        }
+        return setup.flatMap {
+            self.connectUpstream(on: client.eventLoop, handler: upstreamSide)
+        }.map { up in
+            session.upstream = up
+            if session.closing {
+                up.close(promise: nil)
+                return
+            }
+            clientSide.start()
+            upstreamSide.start()
+        }.flatMapError { error in
+            session.upstreamFailed(error)
+            return client.eventLoop.makeSucceededVoidFuture()
+        }
+    }
+
+    func connectUpstream(on loop: EventLoop, handler: RelayHandler) -> EventLoopFuture<Channel> {
+        let bootstrap = ClientBootstrap(group: loop)
+            .channelOption(.autoRead, value: false)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.recvAllocator, value: Self.recvAllocator)
+            .channelOption(.writeBufferWaterMark, value: Self.watermark)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { ch in
+                let added = ch.pipeline.addHandler(handler)
+                return Self.isTCP(ch) ? added.flatMap { ch.setOption(.socketOption(.tcp_nodelay), value: 1) } : added
+            }
+        switch config.upstream {
+        case .tcp(let host, let port): return bootstrap.connect(host: host, port: port)
+        case .unix(let path): return bootstrap.connect(unixDomainSocketPath: path)
+        }
+    }
+
+    public var activeConnections: Int { lock.withLock { sessions.count } }
+
+    /// Requests in flight over all connections (asked on each connection's own loop).
+    func inFlight() -> Int {
+        let all = lock.withLock { Array(sessions.values) }
+        var n = 0
+        for s in all { n += (try? s.eventLoop.submit { s.requestsInFlight }.wait()) ?? 0 }
+        return n
+    }
+
+    /// Graceful stop: no new connections, in-flight requests get `drainSeconds` to finish,
+    /// then every connection is closed and the log flushed.
+    public func shutdown() {
+        try? serverChannel?.close().wait()
+        let deadline = wallClockNanoseconds() + UInt64(config.drainSeconds * 1e9)
+        while inFlight() > 0 && wallClockNanoseconds() < deadline { usleep(10_000) }
+        let all = lock.withLock { Array(sessions.values) }
+        for s in all { s.eventLoop.execute { s.close(reason: "proxy shutting down") } }
+        let closeDeadline = wallClockNanoseconds() + 2_000_000_000
+        while activeConnections > 0 && wallClockNanoseconds() < closeDeadline { usleep(5_000) }
+        try? group.syncShutdownGracefully()
+        sink?.flush()
+        if case .unix(let path) = config.listen { unlink(path) }
+    }
+
+    /// Flushes the log every 100 ms so `tail -f` keeps up without a syscall per line.
+    public func startLogFlusher() {
+        guard let sink else { return }
+        group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { _ in sink.flush() }
+    }
+}

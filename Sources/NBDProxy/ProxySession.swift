@@ -1,0 +1,100 @@
+import NBDConversation
+import NBDProtocol
+import NBDReport
+import NIOCore
+
+/// One client connection and its upstream connection. Everything here runs on the one
+/// event loop both channels share, so no locks: the decoder sees each buffer before it is
+/// forwarded, and decides nothing about the bytes (they pass unchanged).
+final class ProxySession {
+    let id: Int
+    let eventLoop: EventLoop
+    var tap: ConversationTap
+    let sink: LogSink?
+    let stats: StatsRegistry
+    let onClosed: (ProxySession) -> Void
+    var client: Channel
+    var upstream: Channel?
+    var logText = ""
+    var clientClosed = false
+    var upstreamClosed = false
+    var finished = false
+    var closing = false
+
+    init(id: Int, client: Channel, logFormat: LogFormat?, sink: LogSink?, stats: StatsRegistry, onClosed: @escaping (ProxySession) -> Void) {
+        self.id = id
+        self.client = client
+        self.eventLoop = client.eventLoop
+        self.tap = ConversationTap(connection: id, logFormat: sink == nil ? nil : logFormat)
+        self.sink = sink
+        self.stats = stats
+        self.onClosed = onClosed
+    }
+
+    var requestsInFlight: Int { tap.decoder.requestsInFlight }
+
+    /// Decodes bytes about to be forwarded. Returns false when they broke the protocol
+    /// beyond repair: the connection is then closed with the violation logged.
+    func observe(_ d: StreamDirection, _ buffer: ByteBuffer) -> Bool {
+        tap.feed(d, buffer, at: wallClockNanoseconds(), logText: &logText)
+        flushLog()
+        for e in tap.events {
+            if case .violation(let v) = e.kind, v.fatal {
+                close(reason: "\(d == .clientToServer ? "client" : "server") broke the protocol: \(v.reason)")
+                return false
+            }
+        }
+        return true
+    }
+
+    func flushLog() {
+        if !logText.isEmpty {
+            sink?.write(logText)
+            logText.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// A line of nbdtap's own in the log (upstream failures, closes it caused).
+    func note(_ action: String, _ fields: [(String, String)]) {
+        guard tap.log != nil else { return }
+        tap.log!.appendNote(time: wallClockNanoseconds(), action: action, fields: fields, to: &logText)
+        flushLog()
+    }
+
+    func upstreamFailed(_ error: Error) {
+        note("Upstream", [("error", "\(error)")])
+        close(reason: nil)
+    }
+
+    /// One side reached EOF or closed.
+    func sideEnded(_ d: StreamDirection) {
+        tap.finish(d, at: wallClockNanoseconds(), logText: &logText)
+        flushLog()
+    }
+
+    /// Closes both channels once; `reason` goes to the log when nbdtap itself caused it.
+    func close(reason: String?) {
+        guard !closing else { return }
+        closing = true
+        if let reason { note("Close", [("reason", reason)]) }
+        for ch in [client, upstream].compactMap({ $0 }) {
+            // Let bytes already queued reach the peer before the close.
+            ch.writeAndFlush(ByteBuffer()).whenComplete { _ in ch.close(promise: nil) }
+        }
+    }
+
+    func channelInactive(_ ch: Channel) {
+        if ch === client { clientClosed = true } else { upstreamClosed = true }
+        if !closing { close(reason: nil) }
+        if clientClosed && (upstreamClosed || upstream == nil) { finish() }
+    }
+
+    func finish() {
+        guard !finished else { return }
+        finished = true
+        tap.close(at: wallClockNanoseconds(), logText: &logText)
+        flushLog()
+        stats.add(id, tap.stats)
+        onClosed(self)
+    }
+}

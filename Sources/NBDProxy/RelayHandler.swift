@@ -1,0 +1,95 @@
+import NBDConversation
+import NIOCore
+
+/// Relays one direction: bytes read from this handler's channel are shown to the session's
+/// decoder, then written unchanged to the partner channel. Reads are issued by hand
+/// (autoRead off) only while the partner can take more, which is the backpressure: a slow
+/// reader stops the reading of its peer instead of filling memory.
+final class RelayHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let direction: StreamDirection
+    let session: ProxySession
+    var context: ChannelHandlerContext?
+    weak var partner: RelayHandler?
+    var readPending = false
+    var broken = false
+
+    init(direction: StreamDirection, session: ProxySession) {
+        self.direction = direction
+        self.session = session
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !broken else { return }
+        let buffer = unwrapInboundIn(data)
+        guard session.observe(direction, buffer) else {
+            broken = true
+            return
+        }
+        partner?.context?.write(data, promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        guard let p = partner?.context else { return }
+        p.flush()
+        if p.channel.isWritable {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    /// Starts the first read once both sides are wired.
+    func start() { context?.read() }
+
+    /// Our channel drained: the partner may read again.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { partner?.resume() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func resume() {
+        guard readPending, let c = context else { return }
+        readPending = false
+        c.read()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed {
+            // EOF from this side: the decoder learns the stream ended; the peer gets EOF
+            // too, after what was already queued for it.
+            session.sideEnded(direction)
+            if let p = partner?.context {
+                let ch = p.channel
+                p.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in
+                    ch.close(mode: .output, promise: nil)
+                }
+            }
+            if direction == .serverToClient {
+                // The server is gone: nothing more can be answered.
+                session.close(reason: nil)
+            } else {
+                let s = session
+                context.eventLoop.scheduleTask(in: .milliseconds(Int64(5_000))) { s.close(reason: nil) }
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !session.tap.decoder.isFinished(direction) { session.sideEnded(direction) }
+        session.channelInactive(context.channel)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        session.note("Error", [("side", direction == .clientToServer ? "client" : "server"), ("error", "\(error)")])
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,30 @@
+import NBDReport
+import NIOConcurrencyHelpers
+
+/// Statistics of every connection the proxy served, merged as each one closes.
+public final class StatsRegistry: @unchecked Sendable {
+    let lock = NIOLock()
+    var total = ConnectionStats()
+    var perConnection: [(Int, ConnectionStats)] = []
+
+    public init() {}
+
+    func add(_ connection: Int, _ stats: ConnectionStats) {
+        lock.withLock {
+            total.merge(stats)
+            perConnection.append((connection, stats))
+        }
+    }
+
+    public func snapshot() -> (ConnectionStats, [(Int, ConnectionStats)]) {
+        lock.withLock { (total, perConnection.sorted { $0.0 < $1.0 }) }
+    }
+
+    public func render(_ format: StatsFormat) -> String {
+        let (t, per) = snapshot()
+        switch format {
+        case .text: return StatsFormatter.text(total: t, perConnection: per)
+        case .json: return StatsFormatter.json(total: t, perConnection: per) + "\n"
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import NBDProtocol
+import NBDProxy
+import NBDReport
+
+struct ProxyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Relay NBD connections to an upstream server, logging every request and reply."
+    )
+
+    @Option(name: .long, help: "Upstream server: nbd://host[:port]/export or nbd+unix:///export?socket=PATH.")
+    var upstream: NBDURI
+
+    @Option(name: .long, help: "Where to listen (default nbd://127.0.0.1:10809; with --run a private Unix socket).")
+    var listen: NBDURI?
+
+    @OptionGroup var report: ReportOptions
+
+    @Option(name: .customLong("run"), help: "Captive mode: run CMD with $uri, $nbd and $unixsocket (or $host and $port) set, then exit with its status.")
+    var runCommand: String?
+
+    @Flag(name: .long, help: "No per-connection summary lines on standard error.")
+    var quiet = false
+
+    func validate() throws {
+        if upstream.tls { throw ValidationError("upstream TLS (nbds://) is not supported: TLS is relayed end to end, so use nbd:// and let the client negotiate STARTTLS") }
+    }
+
+    func run() throws {
+        var tempDir: String?
+        let listenEndpoint: NBDURI.Endpoint
+        if let listen {
+            listenEndpoint = listen.endpoint
+        } else if runCommand != nil {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nbdtap-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            tempDir = dir
+            listenEndpoint = .unix(path: dir + "/nbdtap.sock")
+        } else {
+            listenEndpoint = .tcp(host: "127.0.0.1", port: NBDURI.defaultPort)
+        }
+        let sink = try report.log.map(LogSink.open)
+        var config = ProxyConfiguration(listen: listenEndpoint, upstream: upstream.endpoint, logFormat: sink == nil ? nil : report.logFormat)
+        config.drainSeconds = 5
+        let server = ProxyServer(config: config, sink: sink)
+        if !quiet {
+            server.onConnectionClosed = { id, stats in
+                let errors = stats.commands.reduce(0) { $0 + $1.1.errorCount }
+                warn("connection \(id) closed: \(stats.totalRequests) requests, \(errors) errors, "
+                     + "\(StatsFormatter.humanBytes(stats.bytesClientToServer)) to server, \(StatsFormatter.humanBytes(stats.bytesServerToClient)) to client")
+            }
+        }
+        let bound: NBDURI.Endpoint
+        do {
+            bound = try server.start()
+        } catch {
+            throw ValidationError("cannot listen on \(NBDURI(endpoint: listenEndpoint)): \(error)")
+        }
+        server.startLogFlusher()
+        let exportName = listen?.exportName ?? upstream.exportName
+        let uri = NBDURI(endpoint: bound, exportName: exportName)
+
+        let stop = DispatchSemaphore(value: 0)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM] {
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { stop.signal() }
+            s.resume()
+            sources.append(s)
+        }
+
+        var exitStatus: Int32 = 0
+        if let run = runCommand {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", run]
+            var env = ProcessInfo.processInfo.environment
+            env["uri"] = uri.description
+            env["nbd"] = uri.description
+            switch bound {
+            case .unix(let path): env["unixsocket"] = path
+            case .tcp(let host, let port):
+                env["host"] = host
+                env["port"] = String(port)
+            }
+            p.environment = env
+            p.terminationHandler = { _ in stop.signal() }
+            try p.run()
+            stop.wait()
+            if p.isRunning {
+                // A signal arrived first: pass it on and wait for the command.
+                p.terminate()
+                p.waitUntilExit()
+            }
+            exitStatus = p.terminationStatus
+        } else {
+            warn("listening on \(uri), relaying to \(upstream)")
+            stop.wait()
+        }
+        server.shutdown()
+        sink?.close()
+        writeStats(server.stats.render(report.statsFormat), to: report.stats)
+        if let tempDir { try? FileManager.default.removeItem(atPath: tempDir) }
+        _ = sources
+        if exitStatus != 0 { throw ExitCode(exitStatus) }
+    }
+}
