@@ -85,6 +85,9 @@ public enum ChunkPayload: Hashable, Sendable {
             let msgLen: UInt16 = p.readInteger()!
             let tail = type == .errorOffset ? 8 : 0
             guard p.readableBytes == Int(msgLen) + tail else {
+                if p.readableBytes < Int(msgLen) + tail {
+                    throw .truncated(context: context, needed: Int(msgLen) + tail, available: p.readableBytes)
+                }
                 throw .inconsistent(context: context, detail: "message length \(msgLen) but \(p.readableBytes - tail) bytes follow")
             }
             let msg = p.readRemainingString(count: Int(msgLen))
@@ -105,7 +108,8 @@ public enum ChunkPayload: Hashable, Sendable {
         }
     }
 
-    /// Writes the payload; for OFFSET_DATA only the 8-byte prefix (the data is the caller's).
+    /// Writes the payload; for OFFSET_DATA only the 8-byte prefix and for an unknown type
+    /// nothing: those bytes are the caller's, forwarded as they came.
     public func write(to buffer: inout ByteBuffer) {
         switch self {
         case .none, .unknown: break

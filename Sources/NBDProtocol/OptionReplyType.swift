@@ -78,7 +78,7 @@ public enum OptionReplyType: Hashable, Sendable {
         case .errTooBig: return "ERR_TOO_BIG"
         case .errExtHeaderReqd: return "ERR_EXT_HEADER_REQD"
         case .unknown(let v):
-            return isError ? "ERR_UNKNOWN_\(v & ~OptionReplyType.errorBit)" : "UNKNOWN_\(v)"
+            return isError ? "ERR_\(v & ~OptionReplyType.errorBit)" : "UNKNOWN_\(v)"
         }
     }
 }

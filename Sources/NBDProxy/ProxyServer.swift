@@ -83,24 +83,26 @@ public final class ProxyServer: @unchecked Sendable {
         let upstreamSide = RelayHandler(direction: .serverToClient, session: session)
         clientSide.partner = upstreamSide
         upstreamSide.partner = clientSide
-        var setup = client.pipeline.addHandler(clientSide)
-        if Self.isTCP(client) {
-            setup = setup.flatMap { client.setOption(.socketOption(.tcp_nodelay), value: 1) }
-        }
-        return setup.flatMap {
-            self.connectUpstream(on: client.eventLoop, handler: upstreamSide)
-        }.map { up in
-            session.upstream = up
-            if session.closing {
-                up.close(promise: nil)
-                return
+        // The upstream connection starts once the client's channel is active: reads
+        // issued before the child channel is registered would be lost.
+        clientSide.onActive = { [unowned self] in
+            self.connectUpstream(on: client.eventLoop, handler: upstreamSide).whenComplete { result in
+                switch result {
+                case .success(let up):
+                    session.upstream = up
+                    if session.closing {
+                        up.close(promise: nil)
+                        return
+                    }
+                    clientSide.start()
+                    upstreamSide.start()
+                case .failure(let error):
+                    session.upstreamFailed(error)
+                }
             }
-            clientSide.start()
-            upstreamSide.start()
-        }.flatMapError { error in
-            session.upstreamFailed(error)
-            return client.eventLoop.makeSucceededVoidFuture()
         }
+        let added = client.pipeline.addHandler(clientSide)
+        return Self.isTCP(client) ? added.flatMap { client.setOption(.socketOption(.tcp_nodelay), value: 1) } : added
     }
 
     func connectUpstream(on loop: EventLoop, handler: RelayHandler) -> EventLoopFuture<Channel> {

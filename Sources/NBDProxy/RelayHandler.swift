@@ -15,6 +15,8 @@ final class RelayHandler: ChannelInboundHandler {
     weak var partner: RelayHandler?
     var readPending = false
     var broken = false
+    /// Runs once when this channel becomes active (the client side uses it to connect upstream).
+    var onActive: (() -> Void)?
 
     init(direction: StreamDirection, session: ProxySession) {
         self.direction = direction
@@ -23,6 +25,14 @@ final class RelayHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let f = onActive {
+            onActive = nil
+            f()
+        }
+        context.fireChannelActive()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !broken else { return }
