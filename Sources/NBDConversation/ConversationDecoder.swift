@@ -28,6 +28,9 @@ public struct ConversationDecoder {
     var transmissionFlags: TransmissionFlags = []
     var blockSize: (minimum: UInt32, preferred: UInt32, maximum: UInt32)?
     var sawInfoExport = false
+    /// False when decoding started mid-session or lost the handshake to a gap: what was
+    /// negotiated is then unknown, so checks that depend on it are not made.
+    public internal(set) var negotiationKnown = true
 
     // Transmission state.
     var nextID: UInt64 = 1
@@ -35,10 +38,14 @@ public struct ConversationDecoder {
     /// Requests that reused a cookie still in flight, served after the first completes.
     var duplicates: [UInt64: [InFlight]] = [:]
 
-    public init(limits: DecoderLimits = DecoderLimits(), allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+    /// `midSession`: the streams start somewhere after the handshake (a capture started
+    /// late); each direction is decoded from its first recognisable request or reply, with
+    /// compact or extended headers inferred from the magics.
+    public init(limits: DecoderLimits = DecoderLimits(), allocator: ByteBufferAllocator = ByteBufferAllocator(), midSession: Bool = false) {
         self.limits = limits
         c2s = DirectionState(allocator: allocator)
         s2c = DirectionState(allocator: allocator)
+        if midSession { loseNegotiation() }
     }
 
     /// Whether the handshake is over and requests are flowing.
@@ -84,13 +91,20 @@ public struct ConversationDecoder {
         guard !s.finished else { return }
         s.finished = true
         if !s.dead {
-            if s.pending.readableBytes > 0 && !isWaiting(direction) {
+            if s.hunting {
+                // Whatever is pending was never recognised: reported as skipped below.
+            } else if s.pending.readableBytes > 0 && !isWaiting(direction) {
                 events.append(ConversationEvent(direction: direction, streamOffset: s.offset, time: time,
                     kind: .violation(ProtocolViolation(.truncated, "stream ended inside a message, \(s.pending.readableBytes) bytes of it received"))))
             } else if s.skip > 0 {
                 events.append(ConversationEvent(direction: direction, streamOffset: s.offset, time: time,
                     kind: .violation(ProtocolViolation(.truncated, "stream ended \(s.skip) bytes before the end of a payload"))))
             }
+        }
+        if s.hunting && s.huntSkipped + UInt64(s.pending.readableBytes) > 0 {
+            events.append(ConversationEvent(direction: direction, streamOffset: s.offset, time: time,
+                                            kind: .skipped(bytes: s.huntSkipped + UInt64(s.pending.readableBytes))))
+            s.huntSkipped = 0
         }
         let end = s.offset + UInt64(s.pending.readableBytes)
         withState(direction) { $0 = s }
@@ -143,6 +157,7 @@ public struct ConversationDecoder {
                 }
                 if state(d).skip > 0 { return }
             }
+            if state(d).hunting && !hunt(d, &input, time, &events) { return }
             if state(d).dead {
                 withState(d) { s in
                     s.offset += UInt64(s.pending.readableBytes + input.readableBytes)

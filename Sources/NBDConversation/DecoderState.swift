@@ -35,6 +35,11 @@ struct DirectionState {
     var finished = false
     /// Set once NBD_CMD_DISC was sent: the client must send nothing more.
     var disconnected = false
+    /// Looking for the next message recognisable with certainty (after a capture gap, or
+    /// when decoding starts mid-session) instead of framing from the previous one.
+    var hunting = false
+    /// Bytes passed over while hunting, reported when the next message is found.
+    var huntSkipped: UInt64 = 0
 
     init(allocator: ByteBufferAllocator) {
         pending = allocator.buffer(capacity: 0)

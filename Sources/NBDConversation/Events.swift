@@ -132,6 +132,11 @@ public struct ConversationEvent: Hashable, Sendable {
         case tlsStarted
         case opaque(StreamSpan)
         case violation(ProtocolViolation)
+        /// Bytes missing from a capture (dropped or truncated packets).
+        case gap(missing: UInt64)
+        /// Bytes passed over while looking for the next message that can be recognised
+        /// with certainty (after a gap, or when decoding starts mid-session).
+        case skipped(bytes: UInt64)
         /// The direction reached its end (EOF fed).
         case closed
     }

@@ -18,7 +18,7 @@ extension ConversationDecoder {
             emit(d, start, time, .payload(cookie: header.cookie, span: StreamSpan(direction: d, offset: start, length: payload)), &events)
             c2s.skip = payload
         }
-        validate(header, offset, time, &events)
+        if negotiationKnown { validate(header, offset, time, &events) }
         if case .disc = header.command {
             c2s.disconnected = true
             return
@@ -119,10 +119,16 @@ extension ConversationDecoder {
         switch header {
         case .simple(let reply):
             emit(d, offset, time, .simpleReply(reply), &events)
-            if extendedHeaders {
+            if extendedHeaders && negotiationKnown {
                 emit(d, offset, time, .violation(ProtocolViolation(.replyFormatNotNegotiated, "simple reply though extended headers were negotiated")), &events)
             }
             guard var entry = takeInFlight(reply.cookie) else {
+                if !negotiationKnown {
+                    // A reply to a request from before the capture: whether data follows is
+                    // unknown, so look for the next recognisable reply instead of guessing.
+                    s2c.hunting = true
+                    return
+                }
                 emit(d, offset, time, .violation(ProtocolViolation(.unknownCookie,
                     "simple reply for cookie 0x\(hex(reply.cookie)) with no request in flight")), &events)
                 return
@@ -130,7 +136,7 @@ extension ConversationDecoder {
             entry.chunks = 1
             entry.error = reply.error
             if case .read = entry.event.header.command {
-                if structuredReplies {
+                if structuredReplies && negotiationKnown {
                     emit(d, offset, time, .violation(ProtocolViolation(.replyFormatNotNegotiated,
                         "simple reply to NBD_CMD_READ though structured replies were negotiated")), &events)
                 }
@@ -187,7 +193,7 @@ extension ConversationDecoder {
             s2c.skip = rest
         }
         if let problem { report(problem.code, problem.description) }
-        if chunk.extended != extendedHeaders || !structuredReplies {
+        if negotiationKnown && (chunk.extended != extendedHeaders || !structuredReplies) {
             report(.replyFormatNotNegotiated, chunk.extended ? "extended reply chunk without extended headers negotiated"
                 : (extendedHeaders ? "structured reply chunk though extended headers were negotiated" : "structured reply chunk without structured replies negotiated"))
         }
@@ -198,6 +204,7 @@ extension ConversationDecoder {
             report(.malformedPayload, "NBD_REPLY_TYPE_NONE without NBD_REPLY_FLAG_DONE")
         }
         guard var entry = inFlight[chunk.cookie] else {
+            if !negotiationKnown { return }  // answers a request from before the capture
             report(.unknownCookie, "reply chunk for cookie 0x\(hex(chunk.cookie)) with no request in flight")
             return
         }
@@ -214,7 +221,7 @@ extension ConversationDecoder {
             entry.holeBytes += UInt64(length)
         case .blockStatus(let id, let descriptors), .blockStatusExt(let id, let descriptors):
             if command != .blockStatus { report(.chunkNotValidForCommand, "block status chunk in reply to NBD_CMD_\(command.name)") }
-            if metaContexts[id] == nil { report(.malformedPayload, "block status for meta context id \(id), which was not negotiated") }
+            if metaContexts[id] == nil && negotiationKnown { report(.malformedPayload, "block status for meta context id \(id), which was not negotiated") }
             entry.extents.append(ContextExtents(contextID: id, contextName: metaContexts[id], descriptors: descriptors))
         case .error(let error, let message), .errorOffset(let error, let message, _):
             if entry.error == .ok {

@@ -70,6 +70,9 @@ public struct ConnectionStats: Sendable, Equatable {
     public var violations: [String: UInt64] = [:]
     public var bytesClientToServer: UInt64 = 0
     public var bytesServerToClient: UInt64 = 0
+    /// Capture problems: bytes missing, and bytes passed over to find the next message.
+    public var gapBytes: UInt64 = 0
+    public var skippedBytes: UInt64 = 0
 
     public init() {}
 
@@ -83,6 +86,11 @@ public struct ConnectionStats: Sendable, Equatable {
             violations[v.code.rawValue, default: 0] += 1
         case .transmissionStarted, .serverGreeting, .clientFlags, .option, .optionReply, .exportNameReply,
              .simpleReply, .replyChunk, .payload, .tlsStarted, .opaque, .closed:
+            break
+        case .gap(let n):
+            gapBytes &+= n
+        case .skipped(let n):
+            skippedBytes &+= n
             break
         }
     }
@@ -100,6 +108,8 @@ public struct ConnectionStats: Sendable, Equatable {
         for (k, v) in o.violations { violations[k, default: 0] += v }
         bytesClientToServer += o.bytesClientToServer
         bytesServerToClient += o.bytesServerToClient
+        gapBytes += o.gapBytes
+        skippedBytes += o.skippedBytes
     }
 
     /// Commands that were seen, by spec name, in wire order.

@@ -113,6 +113,14 @@ extension ConnectionLog {
             o.bool("fatal", v.fatal)
             o.string("reason", v.reason)
             o.number("stream_offset", event.streamOffset)
+        case .gap(let n):
+            o = header(t, "gap")
+            o.string("from", event.direction == .clientToServer ? "client" : "server")
+            o.number("missing_bytes", n)
+        case .skipped(let n):
+            o = header(t, "resync")
+            o.string("from", event.direction == .clientToServer ? "client" : "server")
+            o.number("skipped_bytes", n)
         case .simpleReply, .replyChunk, .payload, .opaque, .closed:
             return
         }

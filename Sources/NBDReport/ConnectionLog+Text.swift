@@ -47,6 +47,10 @@ extension ConnectionLog {
             line(t, "TLS starttls=1", &out)
         case .violation(let v):
             line(t, "Violation from=\(event.direction == .clientToServer ? "client" : "server") code=\(v.code.rawValue) fatal=\(v.fatal ? 1 : 0) reason=\(ShellQuote.quote(v.reason))", &out)
+        case .gap(let n):
+            line(t, "Gap from=\(event.direction == .clientToServer ? "client" : "server") missing=\(n)", &out)
+        case .skipped(let n):
+            line(t, "Resync from=\(event.direction == .clientToServer ? "client" : "server") skipped=\(n)", &out)
         case .simpleReply, .replyChunk, .payload, .opaque, .closed:
             break
         }

@@ -61,6 +61,10 @@ public enum StatsFormatter {
         o.object("violations", v)
         o.number("bytes_client_to_server", s.bytesClientToServer)
         o.number("bytes_server_to_client", s.bytesServerToClient)
+        if s.gapBytes > 0 || s.skippedBytes > 0 {
+            o.number("gap_bytes", s.gapBytes)
+            o.number("skipped_bytes", s.skippedBytes)
+        }
         return o
     }
 
@@ -100,6 +104,9 @@ public enum StatsFormatter {
                 if i < r.count - 1 { line += "  " }
             }
             out += line + "\n"
+        }
+        if s.gapBytes > 0 || s.skippedBytes > 0 {
+            out += "  capture: \(s.gapBytes) bytes missing, \(s.skippedBytes) bytes skipped to resynchronise\n"
         }
         if !s.violations.isEmpty {
             out += "  violations: " + s.violations.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
