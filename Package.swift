@@ -40,7 +40,7 @@ let package = Package(
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
         .target(
             name: "NBDCapture",
-            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "CPcap", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .executableTarget(
             name: "nbdtap",
@@ -56,6 +56,7 @@ let package = Package(
             name: "NBDConversationTests",
             dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .testTarget(name: "NBDCaptureTests", dependencies: ["NBDCapture", "NBDConversation", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "NBDReportTests", dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "IntegrationTests",

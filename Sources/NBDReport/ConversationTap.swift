@@ -13,9 +13,9 @@ public struct ConversationTap {
     /// Events of the last feed, reused between calls so steady state does not allocate.
     public var events: [ConversationEvent] = []
 
-    public init(connection: Int, logFormat: LogFormat?, limits: DecoderLimits = DecoderLimits()) {
+    public init(connection: Int, logFormat: LogFormat?, limits: DecoderLimits = DecoderLimits(), midSession: Bool = false) {
         self.connection = connection
-        self.decoder = ConversationDecoder(limits: limits)
+        self.decoder = ConversationDecoder(limits: limits, midSession: midSession)
         self.log = logFormat.map { ConnectionLog(connection: connection, format: $0) }
         stats.connections = 1
     }

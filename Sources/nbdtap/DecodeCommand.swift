@@ -1,5 +1,7 @@
 import ArgumentParser
+import Dispatch
 import Foundation
+import NBDCapture
 import NBDConversation
 import NBDReport
 import NIOCore
@@ -7,48 +9,161 @@ import NIOCore
 struct DecodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decode",
-        abstract: "Decode recorded NBD sessions (.nbdt transcripts) into the proxy's log and statistics."
+        abstract: "Decode recorded NBD sessions (pcap, pcapng, .nbdt transcripts) or a live interface into the proxy's log and statistics."
     )
 
-    @Argument(help: "Transcript files, one connection each, numbered in the order given.")
-    var files: [String]
+    enum View: String, ExpressibleByArgument, CaseIterable {
+        case log, packets, summary
+    }
+
+    @Argument(help: "Capture files (pcap, pcapng) or .nbdt transcripts.")
+    var files: [String] = []
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Extra server ports to treat as NBD (10809 always is); NBD on other ports is found by content.")
+    var port: [String] = []
+
+    @Option(name: .long, help: "log (the proxy's log formats), packets (one line per frame), or summary (statistics).")
+    var view: View = .log
+
+    @Option(name: .long, help: "Capture live from this interface until SIGINT.")
+    var interface: String?
+
+    @Option(name: .long, help: "BPF filter for --interface.")
+    var filter: String?
 
     @OptionGroup var report: ReportOptions
 
+    func validate() throws {
+        if files.isEmpty && interface == nil { throw ValidationError("give capture files or --interface") }
+        if !files.isEmpty && interface != nil { throw ValidationError("give either files or --interface, not both") }
+    }
+
+    var serverPorts: Set<UInt16> {
+        var ports: Set<UInt16> = [10809]
+        for p in port.flatMap({ $0.split(separator: ",") }) { if let v = UInt16(p) { ports.insert(v) } }
+        return ports
+    }
+
     func run() throws {
-        let sink = report.log ?? "-"
-        var text = ""
-        var total = ConnectionStats()
-        var per: [(Int, ConnectionStats)] = []
+        let out = try OutputFile(report.log ?? "-")
+        let sessions = CaptureSessions(logFormat: report.logFormat, serverPorts: serverPorts, packetLines: view == .packets)
         var failed = false
-        for (i, path) in files.enumerated() {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                warn("\(path): cannot read")
+        var transcriptNumber = 0
+        var transcriptStats: [(Int, ConnectionStats)] = []
+        if let interface {
+            let source = try PcapSource(interface: interface, filter: filter)
+            let reader = CaptureReader(source: source, configuration: .init(serverPorts: serverPorts))
+            signal(SIGINT, SIG_IGN)
+            let sig = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+            sig.setEventHandler { source.breakLoop() }
+            sig.resume()
+            failed = !decode(reader, name: interface, sessions: sessions, out: out)
+        }
+        for path in files {
+            guard let handle = FileHandle(forReadingAtPath: path) else {
+                warn("\(path): cannot open")
                 failed = true
                 continue
             }
-            let transcript: Transcript
+            let head = handle.readData(ofLength: 5)
+            try? handle.close()
+            if head == Data("NBDT".utf8 + [1]) {
+                transcriptNumber += 1
+                if let stats = decodeTranscript(path, number: transcriptNumber, out: out) {
+                    transcriptStats.append((transcriptNumber, stats))
+                } else {
+                    failed = true
+                }
+                continue
+            }
+            let reader: CaptureReader
             do {
-                transcript = try Transcript(parsing: ByteBuffer(bytes: data))
+                reader = try CaptureReader(file: path, configuration: .init(serverPorts: serverPorts))
             } catch {
-                warn("\(path): not a transcript: \(error)")
+                warn("\(path): \(error)")
                 failed = true
                 continue
             }
-            var tap = ConversationTap(connection: i + 1, logFormat: report.logFormat)
-            for r in transcript.records { tap.feed(r.direction, r.bytes, at: r.time, logText: &text) }
-            tap.close(at: transcript.records.last?.time ?? 0, logText: &text)
-            total.merge(tap.stats)
-            per.append((i + 1, tap.stats))
+            if !decode(reader, name: path, sessions: sessions, out: out) { failed = true }
         }
-        if sink == "-" {
-            FileHandle.standardOutput.write(Data(text.utf8))
-        } else {
-            FileManager.default.createFile(atPath: sink, contents: Data(text.utf8))
-        }
+        var text = ""
+        sessions.finish(out: &text)
+        out.write(text)
+        out.close()
+        var per = sessions.finished.sorted { $0.0 < $1.0 }
+        per += transcriptStats
+        var total = ConnectionStats()
+        for (_, s) in per { total.merge(s) }
         let stats = report.statsFormat == .json ? StatsFormatter.json(total: total, perConnection: per) + "\n"
             : StatsFormatter.text(total: total, perConnection: per)
-        writeStats(stats, to: report.stats)
+        if view == .summary {
+            writeStats(stats, to: report.stats ?? "-")
+        } else if let path = report.stats {
+            writeStats(stats, to: path)
+        }
+        if sessions.nonNBDConnections > 0 {
+            warn("\(sessions.nonNBDConnections) TCP connection\(sessions.nonNBDConnections == 1 ? "" : "s") without NBD ignored")
+        }
+        if per.isEmpty && !failed { warn("no NBD connection found") }
         if failed { throw ExitCode.failure }
     }
+
+    /// Reads one capture to its end; false when the file itself is broken (after printing
+    /// what was decoded up to the fault).
+    func decode(_ reader: CaptureReader, name: String, sessions: CaptureSessions, out: OutputFile) -> Bool {
+        var events: [CaptureEvent] = []
+        var text = ""
+        while true {
+            let more = reader.step(into: &events)
+            for e in events { sessions.handle(e, reader: reader.reassembler, out: &text) }
+            events.removeAll(keepingCapacity: true)
+            if text.utf8.count > 1 << 16 {
+                out.write(text)
+                text.removeAll(keepingCapacity: true)
+            }
+            if !more { break }
+        }
+        out.write(text)
+        switch reader.status {
+        case .endOfFile, .stopped, .reading:
+            return true
+        case .error(let message, let frame):
+            warn("\(name): \(message) (at frame \(frame); results above are up to that frame)")
+            return false
+        }
+    }
+
+    func decodeTranscript(_ path: String, number: Int, out: OutputFile) -> ConnectionStats? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let transcript: Transcript
+        do {
+            transcript = try Transcript(parsing: ByteBuffer(bytes: data))
+        } catch {
+            warn("\(path): not a transcript: \(error)")
+            return nil
+        }
+        var text = ""
+        var tap = ConversationTap(connection: number, logFormat: view == .log ? report.logFormat : nil)
+        for r in transcript.records { tap.feed(r.direction, r.bytes, at: r.time, logText: &text) }
+        tap.close(at: transcript.records.last?.time ?? 0, logText: &text)
+        out.write(text)
+        return tap.stats
+    }
+}
+
+/// Standard output or a file, written in large pieces.
+final class OutputFile {
+    let handle: FileHandle
+    init(_ path: String) throws {
+        if path == "-" {
+            handle = FileHandle.standardOutput
+        } else {
+            guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
+                throw ValidationError("cannot write \(path)")
+            }
+            handle = h
+        }
+    }
+    func write(_ s: String) { if !s.isEmpty { handle.write(Data(s.utf8)) } }
+    func close() { if handle !== FileHandle.standardOutput { try? handle.close() } }
 }

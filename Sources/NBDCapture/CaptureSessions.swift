@@ -1,0 +1,207 @@
+import NBDConversation
+import NBDProtocol
+import NBDReport
+import NIOCore
+
+/// The NBD layer of `nbdtap decode`: takes the reassembler's events, decides which TCP
+/// connections carry NBD (by port, or by content on any port), and feeds each one's
+/// streams to its own `ConversationTap`, the very type the proxy uses, so the log and
+/// statistics of a capture are the ones the proxy would have written.
+public final class CaptureSessions {
+    public let logFormat: LogFormat?
+    public let serverPorts: Set<UInt16>
+    /// Connection ids from the reassembler, to the NBD connection number used in logs
+    /// (1, 2, ... over NBD connections only).
+    var sessions: [Int: Session] = [:]
+    var nextNumber = 1
+    public private(set) var finished: [(Int, ConnectionStats)] = []
+    public private(set) var nonNBDConnections = 0
+    /// One line per frame that carried NBD bytes, for `--view packets`.
+    public var packetLines: Bool
+
+    struct Session {
+        var info: ConnectionInfo
+        var tap: ConversationTap?
+        /// Bytes held until content tells whether this is NBD and which side is which.
+        var early: [(StreamDirection, ByteBuffer, Int, UInt64)] = []
+        var earlyBytes = 0
+        var decided = false
+        var isNBD = false
+        /// Payload spans still running per direction (for "continues" in the packets view).
+        var payloadEnd: [StreamDirection: (UInt64, String)] = [:]
+        var seen: [StreamDirection: UInt64] = [:]
+    }
+
+    /// How many bytes to look at before concluding a connection on an unknown port is not NBD.
+    static let sniffLimit = 64 * 1024
+
+    public init(logFormat: LogFormat?, serverPorts: Set<UInt16> = [10809], packetLines: Bool = false) {
+        self.logFormat = logFormat
+        self.serverPorts = serverPorts
+        self.packetLines = packetLines
+    }
+
+    public func handle(_ event: CaptureEvent, reader: TCPReassembler, out: inout String) {
+        switch event {
+        case .connection(let info):
+            sessions[info.id] = Session(info: info)
+        case .data(let c, let d, let bytes, let frame, let time):
+            guard var s = sessions[c] else { return }
+            if !s.decided {
+                s.early.append((d, bytes, frame, time))
+                s.earlyBytes += bytes.readableBytes
+                decide(&s, reader: reader, final: false)
+                if s.decided { replayEarly(&s, out: &out) }
+                sessions[c] = s
+                return
+            }
+            if s.isNBD { feed(&s, d, bytes, frame, time, &out) }
+            sessions[c] = s
+        case .gap(let c, let d, let length, let frame, let time):
+            guard var s = sessions[c], s.decided, s.isNBD else { return }
+            var events: [ConversationEvent] = []
+            s.tap!.events.removeAll(keepingCapacity: true)
+            s.tap!.decoder.gap(d, length: length, at: time, into: &events)
+            for e in events {
+                s.tap!.stats.record(e)
+                s.tap!.log?.append(e, to: &out)
+            }
+            s.seen[d, default: 0] += length
+            if packetLines { out += "\(frame) \(Timestamp.rfc3339(time)) \(label(s, d)) [\(length) bytes missing from the capture]\n" }
+            sessions[c] = s
+        case .end(let c, let d, _, _, let time):
+            guard var s = sessions[c] else { return }
+            if !s.decided {
+                decide(&s, reader: reader, final: true)
+                if s.decided { replayEarly(&s, out: &out) }
+            }
+            if s.isNBD, !s.tap!.decoder.isFinished(d) {
+                var logText = ""
+                s.tap!.finish(d, at: time, logText: &logText)
+                if !packetLines { out += logText }
+                if s.tap!.decoder.isFinished(d.other) { close(&s, time, &out) }
+            }
+            sessions[c] = s
+        }
+    }
+
+    /// Ends every connection still open (the capture ended first).
+    public func finish(out: inout String) {
+        for id in sessions.keys.sorted() {
+            var s = sessions[id]!
+            if !s.decided {
+                s.decided = true
+                s.isNBD = false
+                nonNBDConnections += 1
+            }
+            if s.isNBD, s.tap != nil { close(&s, s.early.last?.3 ?? 0, &out) }
+            sessions[id] = s
+        }
+    }
+
+    func close(_ s: inout Session, _ time: UInt64, _ out: inout String) {
+        guard var tap = s.tap else { return }
+        var logText = ""
+        tap.close(at: time, logText: &logText)
+        if !packetLines { out += logText }
+        finished.append((tap.connection, tap.stats))
+        s.tap = nil
+        s.isNBD = false
+    }
+
+    /// NBD if the server port is known and content does not contradict it, or content
+    /// shows NBD magics; the side sending server magics is the server.
+    func decide(_ s: inout Session, reader: TCPReassembler, final: Bool) {
+        var first: [StreamDirection: ByteBuffer] = [:]
+        for (d, b, _, _) in s.early where first[d] == nil { first[d] = b }
+        let c2s = first[.clientToServer] ?? ByteBuffer()
+        let s2c = first[.serverToClient] ?? ByteBuffer()
+        let byPort = serverPorts.contains(s.info.server.port) || serverPorts.contains(s.info.client.port)
+        if let serverFirst = NBDRoleGuess.firstIsServer(s2c, c2s) {
+            s.decided = true
+            s.isNBD = true
+            if !serverFirst, s.info.roles != .handshake || !byPort, let swapped = reader.swapRoles(connection: s.info.id) {
+                // Content says the roles were guessed wrong: swap them, and the held bytes.
+                s.info = swapped
+                s.early = s.early.map { ($0.0.other, $0.1, $0.2, $0.3) }
+            }
+        } else if final || s.earlyBytes >= Self.sniffLimit || (byPort && s.info.synSeen) {
+            s.decided = true
+            s.isNBD = byPort
+        }
+        if s.decided && !s.isNBD { nonNBDConnections += 1; s.early = [] }
+        if s.decided && s.isNBD {
+            let number = nextNumber
+            nextNumber += 1
+            s.tap = ConversationTap(connection: number, logFormat: packetLines ? nil : logFormat,
+                                    midSession: !s.info.synSeen)
+        }
+    }
+
+    func replayEarly(_ s: inout Session, out: inout String) {
+        let held = s.early
+        s.early = []
+        guard s.isNBD else { return }
+        for (d, b, f, t) in held { feed(&s, d, b, f, t, &out) }
+    }
+
+    func label(_ s: Session, _ d: StreamDirection) -> String {
+        let n = s.tap?.connection ?? 0
+        switch d {
+        case .clientToServer: return "conn=\(n) \(s.info.client) > \(s.info.server)"
+        case .serverToClient: return "conn=\(n) \(s.info.server) > \(s.info.client)"
+        }
+    }
+
+    func feed(_ s: inout Session, _ d: StreamDirection, _ bytes: ByteBuffer, _ frame: Int, _ time: UInt64, _ out: inout String) {
+        guard s.tap != nil else { return }
+        let start = s.seen[d, default: 0]
+        s.seen[d] = start + UInt64(bytes.readableBytes)
+        s.tap!.feed(d, bytes, at: time, logText: &out)
+        guard packetLines else { return }
+        var parts: [String] = []
+        if let (end, what) = s.payloadEnd[d], start < end {
+            parts.append(min(end, start + UInt64(bytes.readableBytes)) == end ? "end of \(what)" : "\(what) continues")
+        }
+        for e in s.tap!.events where e.direction == d {
+            if let text = Self.summary(e.kind) { parts.append(text) }
+            if case .payload(_, let span) = e.kind {
+                let what = "payload of \(parts.last ?? "message")"
+                if span.offset + span.length > s.seen[d]! { s.payloadEnd[d] = (span.offset + span.length, what) }
+            }
+        }
+        for e in s.tap!.events where e.direction != d {
+            if let text = Self.summary(e.kind) { parts.append(text) }
+        }
+        out += "\(frame) \(Timestamp.rfc3339(time)) \(label(s, d)) len=\(bytes.readableBytes) \(parts.isEmpty ? "[start of a message that ends in a later frame]" : parts.joined(separator: "; "))\n"
+    }
+
+    /// A dissector-style summary of one event, or nil for events that are not messages.
+    static func summary(_ k: ConversationEvent.Kind) -> String? {
+        switch k {
+        case .serverGreeting(let g):
+            switch g {
+            case .oldstyle(let o): return "Greeting oldstyle size=\(o.size)"
+            case .newstyle(let f): return "Greeting newstyle flags=\(f.names.joined(separator: "|"))"
+            }
+        case .clientFlags(let f): return "ClientFlags \(f.names.joined(separator: "|"))"
+        case .option(let h, _): return "Option \(h.option.name)"
+        case .optionReply(let h, _, _): return "OptionReply \(h.option.name) \(h.type.name)"
+        case .exportNameReply(let r): return "ExportNameReply size=\(r.size)"
+        case .transmissionStarted: return nil
+        case .request(let r):
+            let flags = r.header.flags.names
+            return "Request \(r.header.command.name) id=\(r.id) cookie=0x\(String(r.header.cookie, radix: 16)) offset=\(r.header.offset) length=\(r.header.length)\(flags.isEmpty ? "" : " flags=" + flags.joined(separator: "|"))"
+        case .simpleReply(let h): return "SimpleReply cookie=0x\(String(h.cookie, radix: 16)) error=\(h.error.name)"
+        case .replyChunk(let h, _): return "Chunk \(h.type.name) cookie=0x\(String(h.cookie, radix: 16))\(h.isDone ? " DONE" : "")"
+        case .completed(let c):
+            return "(reply to id=\(c.id) \(c.request.command.name) \(c.outcome == .replied ? c.error.name : "abandoned"))"
+        case .tlsStarted: return "TLS starts"
+        case .opaque: return "TLS data"
+        case .violation(let v): return "VIOLATION \(v.reason)"
+        case .gap(let n): return "[\(n) bytes missing]"
+        case .skipped(let n): return "[\(n) bytes skipped to resynchronise]"
+        case .payload, .closed: return nil
+        }
+    }
+}

@@ -1,0 +1,463 @@
+import NBDConversation
+import NIOCore
+
+/// Rebuilds the two byte streams of every TCP connection in a capture, in sequence
+/// order, and reports them as `CaptureEvent`s in capture order.
+///
+/// Why it is built this way:
+/// - Sequence numbers are mapped to 64-bit stream offsets (0 = first byte after the
+///   SYN, or the first byte seen) by unwrapping each 32-bit number near the current
+///   position, so wraparound needs no special case.
+/// - Segments ahead of a hole are held (a sorted list of payload slices) up to
+///   `maxHeldBytesPerDirection`; a capture that dropped a frame cannot be fixed by
+///   waiting, so past that bound, when the sender's FIN has been acknowledged by the
+///   peer (it received everything), on RST, or at `finish()`, the hole is declared a
+///   gap and delivery continues after it. Bytes the IP header promised but the snaplen
+///   cut are known lost at once.
+/// - Retransmitted and overlapping bytes are trimmed against what was delivered or is
+///   held, so the streams equal what the receiving application read.
+/// - Orientation comes from the handshake, else from the server-port set, else a guess
+///   the caller can correct (`swapRoles`) from content (`NBDRoleGuess`).
+public final class TCPReassembler {
+    public struct Configuration: Sendable {
+        /// Ports that identify the server of a connection whose handshake was not captured.
+        public var serverPorts: Set<UInt16>
+        /// Bytes held ahead of a hole per direction before the hole is declared a gap.
+        public var maxHeldBytesPerDirection: Int
+        /// Segments held per direction before the hole is declared a gap: bounds the
+        /// bookkeeping (and the frames kept alive) when the held segments are tiny.
+        public var maxHeldSegmentsPerDirection: Int
+
+        public init(serverPorts: Set<UInt16> = [10809], maxHeldBytesPerDirection: Int = 8 << 20,
+                    maxHeldSegmentsPerDirection: Int = 16_384) {
+            self.serverPorts = serverPorts
+            self.maxHeldBytesPerDirection = maxHeldBytesPerDirection
+            self.maxHeldSegmentsPerDirection = maxHeldSegmentsPerDirection
+        }
+    }
+
+    public let configuration: Configuration
+    public internal(set) var counters = CaptureCounters()
+    private var active: [FlowKey: Connection] = [:]
+    private var connections: [Connection] = []
+
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+    }
+
+    /// The connection with this id (1-based), as it stands now (roles may have been swapped).
+    public func connection(_ id: Int) -> ConnectionInfo? {
+        guard id >= 1 && id <= connections.count else { return nil }
+        return connections[id - 1].info
+    }
+
+    /// All connections seen so far, by id.
+    public var allConnections: [ConnectionInfo] { connections.map(\.info) }
+
+    /// Exchange client and server of a connection whose roles were guessed wrong. Later
+    /// events use the new orientation; events already emitted keep the old one (flip
+    /// their `direction` with `.other`). Returns the updated info.
+    @discardableResult
+    public func swapRoles(connection id: Int) -> ConnectionInfo? {
+        guard id >= 1 && id <= connections.count else { return nil }
+        let c = connections[id - 1]
+        let old = c.info
+        c.info.client = old.server
+        c.info.server = old.client
+        return c.info
+    }
+
+    /// Parse one captured frame and feed its TCP segment, if any. Counts frames,
+    /// snaplen-truncated frames and skipped frames by reason.
+    public func process(_ packet: Packet, linkType: LinkType, into events: inout [CaptureEvent]) {
+        counters.frames += 1
+        if packet.isTruncated { counters.truncatedFrames += 1 }
+        switch FrameParser.parse(packet.bytes, linkType: linkType) {
+        case .skipped(let reason):
+            counters.skipped[reason, default: 0] += 1
+        case .tcp(let segment):
+            process(segment, frame: packet.frameNumber, time: packet.timestamp, into: &events)
+        }
+    }
+
+    /// Feed one TCP segment (frame number and capture time are passed through to events).
+    public func process(_ seg: TCPSegment, frame: Int, time: UInt64, into events: inout [CaptureEvent]) {
+        counters.tcpSegments += 1
+        let now = Stamp(frame: frame, time: time)
+        let key = FlowKey(seg.source, seg.destination)
+        let synOnly = seg.flags.contains(.syn) && !seg.flags.contains(.ack)
+        let synAck = seg.flags.contains(.syn) && seg.flags.contains(.ack)
+        var conn = active[key]
+
+        if let c = conn {
+            if synOnly {
+                let sameSYN = c.clientISN == seg.sequenceNumber && c.info.client == seg.source
+                if sameSYN && !c.isClosed {
+                    counters.retransmittedSegments += 1
+                    return
+                }
+                // Port reuse: a new SYN after the old connection ended, or a different ISN.
+                retire(c, now, &events)
+                conn = nil
+            } else if synAck, c.isClosed || (c.serverISN != nil && c.serverISN != seg.sequenceNumber) {
+                // A SYN-ACK for a connection whose SYN was not captured, on a reused 4-tuple.
+                retire(c, now, &events)
+                conn = nil
+            }
+        }
+
+        let c: Connection
+        if let existing = conn {
+            c = existing
+        } else {
+            // Pure ACKs, RSTs and window probes do not start a connection: a connection
+            // seen mid-way starts with its first data (or FIN).
+            guard seg.flags.contains(.syn) || seg.payload.readableBytes > 0 || seg.missingPayloadBytes > 0
+                    || seg.flags.contains(.fin) else { return }
+            let client: Endpoint, server: Endpoint, roles: RoleSource
+            if synOnly {
+                (client, server, roles) = (seg.source, seg.destination, .handshake)
+            } else if synAck {
+                (client, server, roles) = (seg.destination, seg.source, .handshake)
+            } else if configuration.serverPorts.contains(seg.destination.port) && !configuration.serverPorts.contains(seg.source.port) {
+                (client, server, roles) = (seg.source, seg.destination, .serverPort)
+            } else if configuration.serverPorts.contains(seg.source.port) && !configuration.serverPorts.contains(seg.destination.port) {
+                (client, server, roles) = (seg.destination, seg.source, .serverPort)
+            } else if seg.source.port < seg.destination.port {
+                (client, server, roles) = (seg.destination, seg.source, .guessed)
+            } else {
+                (client, server, roles) = (seg.source, seg.destination, .guessed)
+            }
+            let info = ConnectionInfo(id: connections.count + 1, client: client, server: server,
+                                      synSeen: synOnly, roles: roles, frame: frame, time: time)
+            c = Connection(info: info)
+            connections.append(c)
+            active[key] = c
+            counters.connections += 1
+            events.append(.connection(info))
+        }
+
+        let sender = c.state(of: seg.source)
+        let receiver = c.state(of: seg.destination)
+        let direction: StreamDirection = seg.source == c.info.client ? .clientToServer : .serverToClient
+        var seq = seg.sequenceNumber
+        if seg.flags.contains(.syn) {
+            if synOnly {
+                c.clientISN = seg.sequenceNumber
+            } else {
+                c.serverISN = seg.sequenceNumber
+                c.handshakeSeen = true
+            }
+            if synOnly { c.handshakeSeen = true }
+            if sender.base == nil { sender.base = seq &+ 1 }
+            seq &+= 1  // data on a SYN (TCP Fast Open) follows it
+        }
+        // With the handshake seen, the first ACK from one side gives the other side's
+        // initial sequence number even if its SYN(-ACK) was not captured.
+        if seg.flags.contains(.ack), c.handshakeSeen, receiver.base == nil {
+            receiver.base = seg.acknowledgmentNumber
+        }
+
+        let hasData = seg.payload.readableBytes > 0 || seg.missingPayloadBytes > 0
+        if sender.base == nil, hasData || seg.flags.contains(.fin) {
+            sender.base = seq  // capture started mid-connection: stream starts here
+        }
+
+        if let base = sender.base, hasData || seg.flags.contains(.fin) {
+            if sender.ended {
+                if hasData { counters.segmentsAfterEnd += 1 }
+            } else {
+                let start = sender.offset(of: seq, base: base)
+                let dataEnd = start + Int64(seg.payload.readableBytes)
+                let end = dataEnd + Int64(seg.missingPayloadBytes)
+                if seg.flags.contains(.fin), sender.finOffset == nil, end >= sender.next {
+                    sender.finOffset = end
+                }
+                if hasData {
+                    accept(sender, c, direction, start: start, payload: seg.payload, lostUntil: end, now, &events)
+                } else {
+                    drain(sender, c, direction, now, &events)
+                }
+            }
+        }
+
+        // This ACK is about the other direction's stream. Once its FIN is acknowledged,
+        // its receiver had every byte before it, so holes there were lost by the
+        // capture and can never be filled: declare them now.
+        if seg.flags.contains(.ack), let base = receiver.base, let fin = receiver.finOffset, !receiver.ended {
+            let acked = receiver.offset(of: seg.acknowledgmentNumber, base: base)
+            if acked > fin {
+                flush(receiver, c, direction.other, now, &events)
+            }
+        }
+
+        if seg.flags.contains(.rst) {
+            for (state, d) in [(sender, direction), (receiver, direction.other)] where !state.ended {
+                flush(state, c, d, now, &events)
+                if !state.ended {
+                    state.ended = true
+                    events.append(.end(connection: c.info.id, direction: d, reason: .reset, frame: frame, time: time))
+                }
+            }
+            c.isReset = true
+        }
+    }
+
+    /// End of input: every hole still open is declared a gap and held bytes after it are
+    /// delivered, so nothing captured is lost. Streams without FIN/RST get no `end`.
+    public func finish(frame: Int, time: UInt64, into events: inout [CaptureEvent]) {
+        let now = Stamp(frame: frame, time: time)
+        for c in connections where !c.isRetired {
+            for (state, d) in c.directions() where !state.ended {
+                flush(state, c, d, now, &events)
+            }
+        }
+    }
+
+    // MARK: - Per direction
+
+    private func accept(_ s: DirectionState, _ c: Connection, _ d: StreamDirection, start: Int64, payload: ByteBuffer,
+                        lostUntil: Int64, _ now: Stamp, _ events: inout [CaptureEvent]) {
+        var start = start
+        var payload = payload
+        var lostUntil = lostUntil
+        if let fin = s.finOffset {
+            // Nothing follows a FIN.
+            if start >= fin {
+                counters.segmentsAfterEnd += 1
+                return
+            }
+            if lostUntil > fin {
+                lostUntil = fin
+                let keep = Int(max(0, min(Int64(payload.readableBytes), fin - start)))
+                payload = payload.getSlice(at: payload.readerIndex, length: keep) ?? payload
+            }
+        }
+        let dataEnd = start + Int64(payload.readableBytes)
+        if lostUntil <= s.next {
+            counters.retransmittedSegments += 1
+            counters.retransmittedBytes += payload.readableBytes
+            return
+        }
+        if start < 0 {  // begins before the first byte we started the stream at
+            let cut = Int(-start)
+            counters.retransmittedBytes += min(cut, payload.readableBytes)
+            payload.moveReaderIndex(forwardBy: min(cut, payload.readableBytes))
+            start = 0
+        }
+        if lostUntil > dataEnd { s.markLost(dataEnd..<lostUntil) }
+        if payload.readableBytes > 0 {
+            if start > s.next {
+                // Ahead of a hole: hold, unless held data already covers it.
+                if s.covers(start: start, end: dataEnd) {
+                    counters.retransmittedSegments += 1
+                    counters.retransmittedBytes += payload.readableBytes
+                    return
+                }
+                counters.outOfOrderSegments += 1
+            }
+            s.insert(Held(start: start, bytes: payload))
+        }
+        drain(s, c, d, now, &events)
+        while s.heldBytes > configuration.maxHeldBytesPerDirection || s.held.count > configuration.maxHeldSegmentsPerDirection,
+              let first = s.held.first {
+            declareGap(s, c, d, upTo: first.start, now, &events)
+            drain(s, c, d, now, &events)
+        }
+    }
+
+    /// Deliver everything that now connects to `next`, then emit the FIN's end if reached.
+    private func drain(_ s: DirectionState, _ c: Connection, _ d: StreamDirection, _ now: Stamp, _ events: inout [CaptureEvent]) {
+        var i = 0
+        while true {
+            while i < s.held.count, s.held[i].start <= s.next {
+                let h = s.held[i]
+                i += 1
+                s.heldBytes -= h.bytes.readableBytes
+                let end = h.start + Int64(h.bytes.readableBytes)
+                if end <= s.next {
+                    counters.retransmittedBytes += h.bytes.readableBytes
+                    continue
+                }
+                let skip = Int(s.next - h.start)
+                counters.retransmittedBytes += skip
+                var bytes = h.bytes
+                bytes.moveReaderIndex(forwardBy: skip)
+                events.append(.data(connection: c.info.id, direction: d, bytes: bytes, frame: now.frame, time: now.time))
+                s.next = end
+            }
+            // Bytes the snaplen cut off are lost for good: no point waiting for them.
+            while let r = s.lost.first, r.upperBound <= s.next { s.lost.removeFirst() }
+            if let r = s.lost.first, r.lowerBound <= s.next {
+                let limit = i < s.held.count ? min(r.upperBound, s.held[i].start) : r.upperBound
+                declareGap(s, c, d, upTo: limit, now, &events)
+                continue
+            }
+            break
+        }
+        s.held.removeFirst(i)
+        if let fin = s.finOffset, s.next >= fin, !s.ended {
+            s.ended = true
+            events.append(.end(connection: c.info.id, direction: d, reason: .fin, frame: now.frame, time: now.time))
+        }
+    }
+
+    private func declareGap(_ s: DirectionState, _ c: Connection, _ d: StreamDirection, upTo offset: Int64,
+                            _ now: Stamp, _ events: inout [CaptureEvent]) {
+        guard offset > s.next else { return }
+        let length = UInt64(offset - s.next)
+        counters.gaps += 1
+        counters.gapBytes += length
+        events.append(.gap(connection: c.info.id, direction: d, length: length, frame: now.frame, time: now.time))
+        s.next = offset
+    }
+
+    /// Give up on every hole of a direction: gaps for the missing bytes, delivery of
+    /// all held bytes, and the gap up to the FIN if the FIN was seen.
+    private func flush(_ s: DirectionState, _ c: Connection, _ d: StreamDirection, _ now: Stamp, _ events: inout [CaptureEvent]) {
+        drain(s, c, d, now, &events)
+        while let first = s.held.first {
+            declareGap(s, c, d, upTo: first.start, now, &events)
+            drain(s, c, d, now, &events)
+        }
+        if let r = s.lost.last, r.upperBound > s.next {
+            declareGap(s, c, d, upTo: r.upperBound, now, &events)
+            s.lost.removeAll()
+        }
+        if let fin = s.finOffset, s.next < fin {
+            declareGap(s, c, d, upTo: fin, now, &events)
+            drain(s, c, d, now, &events)
+        }
+    }
+
+    /// A connection replaced by a new one on the same 4-tuple: flush what it held.
+    private func retire(_ c: Connection, _ now: Stamp, _ events: inout [CaptureEvent]) {
+        for (state, d) in c.directions() where !state.ended {
+            flush(state, c, d, now, &events)
+        }
+        c.isRetired = true
+    }
+}
+
+// MARK: - State
+
+private struct Stamp {
+    var frame: Int
+    var time: UInt64
+}
+
+/// A 4-tuple with the two endpoints in a fixed order, so both directions find the same connection.
+private struct FlowKey: Hashable {
+    var a: Endpoint
+    var b: Endpoint
+    init(_ x: Endpoint, _ y: Endpoint) {
+        if x < y { (a, b) = (x, y) } else { (a, b) = (y, x) }
+    }
+}
+
+private struct Held {
+    var start: Int64
+    var bytes: ByteBuffer
+}
+
+private final class DirectionState {
+    /// Sequence number of stream offset 0.
+    var base: UInt32?
+    /// Stream offset of the next byte to deliver.
+    var next: Int64 = 0
+    /// Segments ahead of `next`, sorted by start.
+    var held: [Held] = []
+    var heldBytes = 0
+    /// Ranges that were on the wire but cut by the snaplen, sorted, disjoint.
+    var lost: [Range<Int64>] = []
+    /// Bound on `lost` so a hostile file cannot grow it without limit; the farthest go first.
+    static let maxLostRanges = 4096
+    /// Stream offset of the FIN (= length of the stream).
+    var finOffset: Int64?
+    var ended = false
+
+    /// The 64-bit offset of a 32-bit sequence number: the one nearest to `next`.
+    func offset(of seq: UInt32, base: UInt32) -> Int64 {
+        let relative = seq &- base
+        let delta = Int32(bitPattern: relative &- UInt32(truncatingIfNeeded: next))
+        return next + Int64(delta)
+    }
+
+    func markLost(_ r: Range<Int64>) {
+        var merged = r
+        var kept: [Range<Int64>] = []
+        kept.reserveCapacity(lost.count + 1)
+        for x in lost {
+            if x.upperBound < merged.lowerBound || x.lowerBound > merged.upperBound {
+                kept.append(x)
+            } else {
+                merged = min(x.lowerBound, merged.lowerBound)..<max(x.upperBound, merged.upperBound)
+            }
+        }
+        let at = kept.firstIndex { $0.lowerBound > merged.lowerBound } ?? kept.count
+        kept.insert(merged, at: at)
+        if kept.count > DirectionState.maxLostRanges { kept.removeLast(kept.count - DirectionState.maxLostRanges) }
+        lost = kept
+    }
+
+    /// Index of the first held segment starting after `start` (binary search).
+    private func insertionIndex(_ start: Int64) -> Int {
+        var lo = 0, hi = held.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if held[mid].start <= start { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    func insert(_ h: Held) {
+        held.insert(h, at: insertionIndex(h.start))
+        heldBytes += h.bytes.readableBytes
+    }
+
+    /// True if held segments already contain every byte of [start, end). Looks at the
+    /// few segments starting just before `start` (retransmissions repeat a held
+    /// segment or its neighbours), so the cost does not grow with the backlog.
+    func covers(start: Int64, end: Int64) -> Bool {
+        var pos = start
+        var i = max(0, insertionIndex(start) - 4)
+        while i < held.count, held[i].start <= pos {
+            pos = max(pos, held[i].start + Int64(held[i].bytes.readableBytes))
+            if pos >= end { return true }
+            i += 1
+        }
+        return false
+    }
+}
+
+private final class Connection {
+    var info: ConnectionInfo
+    var clientISN: UInt32?
+    var serverISN: UInt32?
+    var handshakeSeen = false
+    var isReset = false
+    var isRetired = false
+    private let first = DirectionState()
+    private let second = DirectionState()
+    private let firstSender: Endpoint
+
+    init(info: ConnectionInfo) {
+        self.info = info
+        firstSender = info.client
+    }
+
+    /// State of the stream sent by `endpoint` (fixed per endpoint, so `swapRoles` only
+    /// changes which direction it is reported as).
+    func state(of endpoint: Endpoint) -> DirectionState {
+        endpoint == firstSender ? first : second
+    }
+
+    func directions() -> [(DirectionState, StreamDirection)] {
+        [(state(of: info.client), .clientToServer), (state(of: info.server), .serverToClient)]
+    }
+
+    /// Both directions ended (FIN delivered or RST): a new SYN on the 4-tuple is a new connection.
+    var isClosed: Bool {
+        isReset || (first.ended && second.ended)
+    }
+}
