@@ -51,16 +51,18 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        /// Helpers the test targets share: reading nbdkit logs and other ground truth.
+        .target(name: "NBDTestSupport", path: "Tests/NBDTestSupport"),
         .testTarget(name: "NBDProtocolTests", dependencies: ["NBDProtocol", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "NBDConversationTests",
             dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]
         ),
-        .testTarget(name: "NBDCaptureTests", dependencies: ["NBDCapture", "NBDConversation", .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "NBDReportTests", dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "NBDCaptureTests", dependencies: ["NBDCapture", "NBDConversation", "NBDReport", "NBDTestSupport", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "NBDReportTests", dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "NBDTestSupport", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDTestSupport", .product(name: "NIOCore", package: "swift-nio")]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -16,6 +16,8 @@ public final class CaptureSessions {
     var nextNumber = 1
     public private(set) var finished: [(Int, ConnectionStats)] = []
     public private(set) var nonNBDConnections = 0
+    /// The TCP connection behind each NBD connection number, for reports and tests.
+    public private(set) var numbered: [Int: ConnectionInfo] = [:]
     /// One line per frame that carried NBD bytes, for `--view packets`.
     public var packetLines: Bool
 
@@ -133,6 +135,7 @@ public final class CaptureSessions {
         if s.decided && s.isNBD {
             let number = nextNumber
             nextNumber += 1
+            numbered[number] = s.info
             s.tap = ConversationTap(connection: number, logFormat: packetLines ? nil : logFormat,
                                     midSession: !s.info.synSeen)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import NBDTestSupport
 import NBDProtocol
 import Testing
 

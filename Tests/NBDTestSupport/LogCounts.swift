@@ -3,7 +3,7 @@ import Foundation
 /// Request counts per nbdkit log action and flag parameters (`Zero trim=1 fua=0 fast=1`),
 /// read from log text with a regular expression: the same function counts nbdkit's own
 /// log and nbdtap's, so equal counts mean the proxy saw what the server saw.
-func requestCounts(_ log: String, actions: Set<String> = ["Read", "Write", "Flush", "Trim", "Zero", "Extents", "Cache"]) -> [String: Int] {
+public func requestCounts(_ log: String, actions: Set<String> = ["Read", "Write", "Flush", "Trim", "Zero", "Extents", "Cache"]) -> [String: Int] {
     let re = try! NSRegularExpression(pattern: #"^\S+ \S+ connection=\d+ (\w+) id=\d+(.*) \.\.\.$"#)
     var counts: [String: Int] = [:]
     for line in log.split(separator: "\n") {
@@ -19,7 +19,7 @@ func requestCounts(_ log: String, actions: Set<String> = ["Read", "Write", "Flus
 }
 
 /// Reply outcomes per action: `Zero return=-1 error=ENOTSUP`, `Read return=0`.
-func replyCounts(_ log: String) -> [String: Int] {
+public func replyCounts(_ log: String) -> [String: Int] {
     let re = try! NSRegularExpression(pattern: #"^\S+ \S+ connection=\d+ \.\.\.(\w+) id=\d+.*?( return=.*)$"#)
     var counts: [String: Int] = [:]
     for line in log.split(separator: "\n") {
