@@ -45,8 +45,10 @@ struct DecodeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let out = try OutputFile(report.log ?? "-")
-        let sessions = CaptureSessions(logFormat: report.logFormat, serverPorts: serverPorts, packetLines: view == .packets)
+        // The summary view prints only the statistics, unless a log file is asked for too.
+        let logWanted = view != .summary || report.log != nil
+        let out = try OutputFile(report.log ?? (logWanted ? "-" : "/dev/null"))
+        let sessions = CaptureSessions(logFormat: logWanted ? report.logFormat : nil, serverPorts: serverPorts, packetLines: view == .packets)
         var failed = false
         var transcriptNumber = 0
         var transcriptStats: [(Int, ConnectionStats)] = []
@@ -143,7 +145,7 @@ struct DecodeCommand: ParsableCommand {
             return nil
         }
         var text = ""
-        var tap = ConversationTap(connection: number, logFormat: view == .log ? report.logFormat : nil)
+        var tap = ConversationTap(connection: number, logFormat: view == .log || report.log != nil ? report.logFormat : nil)
         for r in transcript.records { tap.feed(r.direction, r.bytes, at: r.time, logText: &text) }
         tap.close(at: transcript.records.last?.time ?? 0, logText: &text)
         out.write(text)
