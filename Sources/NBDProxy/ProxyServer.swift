@@ -73,7 +73,8 @@ public final class ProxyServer: @unchecked Sendable {
             defer { nextID += 1 }
             return nextID
         }
-        let session = ProxySession(id: id, client: client, logFormat: config.logFormat, sink: sink, stats: stats) { [weak self] s in
+        let session = ProxySession(id: id, client: client, logFormat: config.logFormat, sink: sink, stats: stats,
+                                  halfCloseSeconds: config.halfCloseSeconds) { [weak self] s in
             guard let self else { return }
             self.lock.withLock { _ = self.sessions.removeValue(forKey: s.id) }
             self.onConnectionClosed?(s.id, s.tap.stats)
@@ -124,22 +125,16 @@ public final class ProxyServer: @unchecked Sendable {
 
     public var activeConnections: Int { lock.withLock { sessions.count } }
 
-    /// Requests in flight over all connections (asked on each connection's own loop).
-    func inFlight() -> Int {
-        let all = lock.withLock { Array(sessions.values) }
-        var n = 0
-        for s in all { n += (try? s.eventLoop.submit { s.requestsInFlight }.wait()) ?? 0 }
-        return n
-    }
-
-    /// Graceful stop: no new connections, in-flight requests get `drainSeconds` to finish,
-    /// then every connection is closed and the log flushed.
+    /// Graceful stop: no new connections; each connection finishes the requests under way
+    /// and ends (ProxySession+Drain.swift). Connections still open after `drainSeconds`
+    /// are closed, then the log is flushed.
     public func shutdown() {
         try? serverChannel?.close().wait()
+        for s in lock.withLock({ Array(sessions.values) }) { s.eventLoop.execute { s.drain() } }
         let deadline = wallClockNanoseconds() + UInt64(config.drainSeconds * 1e9)
-        while inFlight() > 0 && wallClockNanoseconds() < deadline { usleep(10_000) }
-        let all = lock.withLock { Array(sessions.values) }
-        for s in all { s.eventLoop.execute { s.close(reason: "proxy shutting down") } }
+        while activeConnections > 0 && wallClockNanoseconds() < deadline { usleep(5_000) }
+        let reason = "still open after the \(config.drainSeconds) s drain period"
+        for s in lock.withLock({ Array(sessions.values) }) { s.eventLoop.execute { s.close(reason: reason) } }
         let closeDeadline = wallClockNanoseconds() + 2_000_000_000
         while activeConnections > 0 && wallClockNanoseconds() < closeDeadline { usleep(5_000) }
         try? group.syncShutdownGracefully()

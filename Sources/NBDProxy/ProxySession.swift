@@ -20,11 +20,24 @@ final class ProxySession {
     var upstreamClosed = false
     var finished = false
     var closing = false
+    /// Seconds the connection may stay half-open after the client's EOF.
+    let halfCloseSeconds: Double
+    /// Set when the proxy shuts down: see ProxySession+Drain.swift.
+    var draining = false
+    var upstreamEnded = false
+    /// Stream offset just past the last client message the decoder has framed (a request
+    /// header, or the WRITE payload after it): client bytes below it finish a request
+    /// already under way.
+    var clientFramedEnd: UInt64 = 0
+    /// Stream offset just past the last reply payload (READ data) the decoder has framed.
+    var serverPayloadEnd: UInt64 = 0
 
-    init(id: Int, client: Channel, logFormat: LogFormat?, sink: LogSink?, stats: StatsRegistry, onClosed: @escaping (ProxySession) -> Void) {
+    init(id: Int, client: Channel, logFormat: LogFormat?, sink: LogSink?, stats: StatsRegistry, halfCloseSeconds: Double,
+         onClosed: @escaping (ProxySession) -> Void) {
         self.id = id
         self.client = client
         self.eventLoop = client.eventLoop
+        self.halfCloseSeconds = halfCloseSeconds
         self.tap = ConversationTap(connection: id, logFormat: sink == nil ? nil : logFormat)
         self.sink = sink
         self.stats = stats
@@ -43,7 +56,17 @@ final class ProxySession {
                 close(reason: "\(d == .clientToServer ? "client" : "server") broke the protocol: \(v.reason)")
                 return false
             }
+            if case .request(let r) = e.kind {
+                clientFramedEnd = max(clientFramedEnd, e.streamOffset + UInt64(r.header.wireLength))
+            }
+            if case .payload(_, let span) = e.kind {
+                switch span.direction {
+                case .clientToServer: clientFramedEnd = max(clientFramedEnd, span.offset + span.length)
+                case .serverToClient: serverPayloadEnd = max(serverPayloadEnd, span.offset + span.length)
+                }
+            }
         }
+        if draining { endUpstreamIfQuiet() }
         return true
     }
 

@@ -36,17 +36,28 @@ final class RelayHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !broken else { return }
-        let buffer = unwrapInboundIn(data)
+        var buffer = unwrapInboundIn(data)
+        if direction == .clientToServer && session.draining {
+            // Shutting down: finish the request under way, start no new one. A slice
+            // shares the buffer's storage, so this copies nothing.
+            let owed = session.clientOwed
+            guard owed > 0 else { return }
+            if buffer.readableBytes > owed { buffer = buffer.getSlice(at: buffer.readerIndex, length: owed)! }
+        }
         guard session.observe(direction, buffer) else {
             broken = true
             return
         }
-        partner?.context?.write(data, promise: nil)
+        partner?.context?.write(wrapOutboundOut(buffer), promise: nil)
     }
+
+    /// The client side stops reading once a shutdown has nothing more to take from it.
+    var mayRead: Bool { direction == .serverToClient || session.clientMayRead }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         guard let p = partner?.context else { return }
         p.flush()
+        guard mayRead else { return }
         if p.channel.isWritable {
             context.read()
         } else {
@@ -64,7 +75,7 @@ final class RelayHandler: ChannelInboundHandler {
     }
 
     func resume() {
-        guard readPending, let c = context else { return }
+        guard readPending, mayRead, let c = context else { return }
         readPending = false
         c.read()
     }
@@ -85,7 +96,7 @@ final class RelayHandler: ChannelInboundHandler {
                 session.close(reason: nil)
             } else {
                 let s = session
-                context.eventLoop.scheduleTask(in: .milliseconds(Int64(5_000))) { s.close(reason: nil) }
+                context.eventLoop.scheduleTask(in: .nanoseconds(Int64(s.halfCloseSeconds * 1e9))) { s.close(reason: nil) }
             }
             return
         }
