@@ -31,6 +31,9 @@ public struct ConversationDecoder {
     /// False when decoding started mid-session or lost the handshake to a gap: what was
     /// negotiated is then unknown, so checks that depend on it are not made.
     public internal(set) var negotiationKnown = true
+    /// True once bytes are known to be missing (a gap, or a mid-session start): replies may
+    /// answer requests never seen, and a bad header means lost framing.
+    public internal(set) var lossy = false
 
     // Transmission state.
     var nextID: UInt64 = 1
@@ -108,10 +111,12 @@ public struct ConversationDecoder {
         }
         let end = s.offset + UInt64(s.pending.readableBytes)
         withState(direction) { $0 = s }
-        events.append(ConversationEvent(direction: direction, streamOffset: end, time: time, kind: .closed))
+        // Requests that can no longer be answered are reported before the close, so a
+        // log's Disconnect line comes after them and counts them, as nbdkit's does.
         if direction == .serverToClient || (c2s.finished && s2c.finished) {
             abandonInFlight(at: time, offset: end, into: &events)
         }
+        events.append(ConversationEvent(direction: direction, streamOffset: end, time: time, kind: .closed))
     }
 
     mutating func abandonInFlight(at time: UInt64, offset: UInt64, into events: inout [ConversationEvent]) {
@@ -265,8 +270,19 @@ public struct ConversationDecoder {
             case .serverToClient: try parseServer(&buf, offset, time, &events)
             }
         } catch {
-            // Header-level errors (bad magic) leave the stream unframeable.
             buf.moveReaderIndex(to: start)
+            if lossy && phase == .transmission {
+                // Bytes are known to be missing, so a bad header means lost framing, not a
+                // bad peer: pass this byte and look for the next recognisable message.
+                buf.moveReaderIndex(forwardBy: 1)
+                withState(d) { s in
+                    s.offset += 1
+                    s.huntSkipped += 1
+                    s.hunting = true
+                }
+                return
+            }
+            // Header-level errors (bad magic) leave the stream unframeable.
             kill(d, ProtocolViolation(error.code, error.description, fatal: true), time, &events)
             return
         }

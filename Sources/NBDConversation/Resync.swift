@@ -9,6 +9,7 @@ extension ConversationDecoder {
     /// are inferred from what is seen, and both directions hunt.
     mutating func loseNegotiation() {
         negotiationKnown = false
+        lossy = true
         phase = .transmission
         structuredReplies = true
         c2s.hunting = true
@@ -20,6 +21,7 @@ extension ConversationDecoder {
     /// message is dropped and the direction hunts for the next recognisable one.
     public mutating func gap(_ d: StreamDirection, length: UInt64, at time: UInt64, into events: inout [ConversationEvent]) {
         guard length > 0 else { return }
+        lossy = true
         var s = state(d)
         emit(d, s.offset + UInt64(s.pending.readableBytes), time, .gap(missing: length), &events)
         if s.dead { s.offset += length; withState(d) { $0 = s }; return }

@@ -123,7 +123,7 @@ extension ConversationDecoder {
                 emit(d, offset, time, .violation(ProtocolViolation(.replyFormatNotNegotiated, "simple reply though extended headers were negotiated")), &events)
             }
             guard var entry = takeInFlight(reply.cookie) else {
-                if !negotiationKnown {
+                if lossy {
                     // A reply to a request from before the capture: whether data follows is
                     // unknown, so look for the next recognisable reply instead of guessing.
                     s2c.hunting = true
@@ -204,7 +204,7 @@ extension ConversationDecoder {
             report(.malformedPayload, "NBD_REPLY_TYPE_NONE without NBD_REPLY_FLAG_DONE")
         }
         guard var entry = inFlight[chunk.cookie] else {
-            if !negotiationKnown { return }  // answers a request from before the capture
+            if lossy { return }  // answers a request lost from the capture
             report(.unknownCookie, "reply chunk for cookie 0x\(hex(chunk.cookie)) with no request in flight")
             return
         }
