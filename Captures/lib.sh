@@ -66,14 +66,19 @@ stop_tcpdump() {
 # connection's start (SYN) is missing from the capture.  With several ports
 # (proxy chains) each port gets its own transcript(s) session-<port>..., or
 # session-NAME... when given as PORT:NAME.
+# Optional (defaults keep the behaviour above): TRANSCRIPT_PCAP=FILE reads FILE
+# instead of session.pcap; REQUIRE_SYN=0 accepts connections whose SYN is not
+# in the capture (a capture started mid-session).
 transcript() {
-    local arg port out n files
+    local arg port out n files pcap=${TRANSCRIPT_PCAP:-session.pcap} syn=--require-syn
+    [ "${REQUIRE_SYN:-1}" = 0 ] && syn=
     for arg in "$@"; do
         port=${arg%%:*}
         out=session.nbdt
         [ "$arg" != "$port" ] && out=session-${arg#*:}.nbdt
         [ $# -gt 1 ] && [ "$arg" = "$port" ] && out=session-$port.nbdt
-        "$P2T" --port "$port" --summary --require-syn -o "$out" session.pcap > "$TMPD/s1"
+        # shellcheck disable=SC2086
+        "$P2T" --port "$port" --summary $syn -o "$out" "$pcap" > "$TMPD/s1"
         cat "$TMPD/s1"; cat "$TMPD/s1" >> "$TMPD/summary"
         n=$(wc -l < "$TMPD/s1")
         if [ "$n" -gt 1 ]; then
@@ -82,7 +87,7 @@ transcript() {
             files=$out
         fi
         # shellcheck disable=SC2086
-        "$CAPTURES_DIR/verify-tshark.py" session.pcap "$port" $files | tee -a "$TMPD/tshark"
+        "$CAPTURES_DIR/verify-tshark.py" "$pcap" "$port" $files | tee -a "$TMPD/tshark"
     done
 }
 

@@ -163,21 +163,25 @@ public final class TCPReassembler {
             sender.base = seq  // capture started mid-connection: stream starts here
         }
 
-        if let base = sender.base, hasData || seg.flags.contains(.fin) {
-            if sender.ended {
-                if hasData { counters.segmentsAfterEnd += 1 }
+        if hasData || seg.flags.contains(.fin) {
+            // Data that acknowledges bytes of the other direction was sent after the peer
+            // had them: a reply can only follow its request. If those bytes have not been
+            // delivered yet (a hole, or a segment the capture recorded late), this data
+            // waits for them, so the conversation decoder sees the request side first.
+            var acked: Int64?
+            if hasData, seg.flags.contains(.ack), let base = receiver.base, !receiver.ended {
+                acked = receiver.offset(of: seg.acknowledgmentNumber, base: base)
+            }
+            let p = Pending(seq: seq, payload: seg.payload, missing: seg.missingPayloadBytes,
+                            fin: seg.flags.contains(.fin), acked: acked, stamp: now)
+            if !sender.waiting.isEmpty || (acked ?? 0) > receiver.next {
+                sender.waiting.append(p)
+                sender.waitingBytes += seg.payload.readableBytes
+                if sender.waitingBytes > configuration.maxHeldBytesPerDirection || sender.waiting.count > configuration.maxHeldSegmentsPerDirection {
+                    forceRelease(c, now, &events)
+                }
             } else {
-                let start = sender.offset(of: seq, base: base)
-                let dataEnd = start + Int64(seg.payload.readableBytes)
-                let end = dataEnd + Int64(seg.missingPayloadBytes)
-                if seg.flags.contains(.fin), sender.finOffset == nil, end >= sender.next {
-                    sender.finOffset = end
-                }
-                if hasData {
-                    accept(sender, c, direction, start: start, payload: seg.payload, lostUntil: end, now, &events)
-                } else {
-                    drain(sender, c, direction, now, &events)
-                }
+                deliver(p, sender, c, direction, now, &events)
             }
         }
 
@@ -191,7 +195,10 @@ public final class TCPReassembler {
             }
         }
 
+        release(c, now, &events)
+
         if seg.flags.contains(.rst) {
+            forceRelease(c, now, &events)
             for (state, d) in [(sender, direction), (receiver, direction.other)] where !state.ended {
                 flush(state, c, d, now, &events)
                 if !state.ended {
@@ -208,6 +215,7 @@ public final class TCPReassembler {
     public func finish(frame: Int, time: UInt64, into events: inout [CaptureEvent]) {
         let now = Stamp(frame: frame, time: time)
         for c in connections where !c.isRetired {
+            forceRelease(c, now, &events)
             for (state, d) in c.directions() where !state.ended {
                 flush(state, c, d, now, &events)
             }
@@ -312,6 +320,80 @@ public final class TCPReassembler {
         s.next = offset
     }
 
+    /// Accepts a segment's data (or FIN) into its direction's stream.
+    private func deliver(_ p: Pending, _ s: DirectionState, _ c: Connection, _ d: StreamDirection, _ now: Stamp, _ events: inout [CaptureEvent]) {
+        guard let base = s.base else { return }
+        let hasData = p.payload.readableBytes > 0 || p.missing > 0
+        if s.ended {
+            if hasData { counters.segmentsAfterEnd += 1 }
+            return
+        }
+        let start = s.offset(of: p.seq, base: base)
+        let dataEnd = start + Int64(p.payload.readableBytes)
+        let end = dataEnd + Int64(p.missing)
+        if p.fin, s.finOffset == nil, end >= s.next {
+            s.finOffset = end
+        }
+        if hasData {
+            accept(s, c, d, start: start, payload: p.payload, lostUntil: end, now, &events)
+        } else {
+            drain(s, c, d, now, &events)
+        }
+    }
+
+    /// Delivers waiting segments whose acknowledged bytes of the other direction have now
+    /// been delivered, in both directions, until neither can move.
+    private func release(_ c: Connection, _ now: Stamp, _ events: inout [CaptureEvent]) {
+        var moved = true
+        while moved {
+            moved = false
+            for (s, d) in c.directions() {
+                let other = c.state(of: d == .clientToServer ? c.info.server : c.info.client)
+                while let p = s.waiting.first, (p.acked ?? 0) <= other.next || other.ended {
+                    s.waiting.removeFirst()
+                    s.waitingBytes -= p.payload.readableBytes
+                    deliver(p, s, c, d, now, &events)
+                    moved = true
+                }
+            }
+        }
+    }
+
+    /// Gives up waiting: the other direction's bytes that waiting data acknowledged are
+    /// declared missing (they will not come), then the data is delivered, oldest first.
+    /// Released data carries the releasing frame, like bytes held for a hole.
+    private func forceRelease(_ c: Connection, _ now: Stamp, _ events: inout [CaptureEvent]) {
+        release(c, now, &events)
+        while true {
+            let candidates = c.directions().filter { !$0.0.waiting.isEmpty }
+            guard let (s, d) = candidates.min(by: { $0.0.waiting[0].stamp.frame < $1.0.waiting[0].stamp.frame }) else { return }
+            let other = c.state(of: d == .clientToServer ? c.info.server : c.info.client)
+            let p = s.waiting[0]
+            if let acked = p.acked, acked > other.next {
+                settle(other, c, d.other, upTo: acked, now, &events)
+            }
+            s.waiting.removeFirst()
+            s.waitingBytes -= p.payload.readableBytes
+            deliver(p, s, c, d, now, &events)
+            release(c, now, &events)
+        }
+    }
+
+    /// Give up on the holes of a direction below `offset` (which its receiver acknowledged).
+    private func settle(_ s: DirectionState, _ c: Connection, _ d: StreamDirection, upTo offset: Int64,
+                        _ now: Stamp, _ events: inout [CaptureEvent]) {
+        drain(s, c, d, now, &events)
+        while s.next < offset {
+            let limit = s.held.first.map { min($0.start, offset) } ?? offset
+            declareGap(s, c, d, upTo: limit, now, &events)
+            drain(s, c, d, now, &events)
+            if s.held.first == nil || s.held.first!.start >= offset { 
+                if s.next < offset { declareGap(s, c, d, upTo: offset, now, &events) }
+                break
+            }
+        }
+    }
+
     /// Give up on every hole of a direction: gaps for the missing bytes, delivery of
     /// all held bytes, and the gap up to the FIN if the FIN was seen.
     private func flush(_ s: DirectionState, _ c: Connection, _ d: StreamDirection, _ now: Stamp, _ events: inout [CaptureEvent]) {
@@ -332,6 +414,7 @@ public final class TCPReassembler {
 
     /// A connection replaced by a new one on the same 4-tuple: flush what it held.
     private func retire(_ c: Connection, _ now: Stamp, _ events: inout [CaptureEvent]) {
+        forceRelease(c, now, &events)
         for (state, d) in c.directions() where !state.ended {
             flush(state, c, d, now, &events)
         }
@@ -355,6 +438,17 @@ private struct FlowKey: Hashable {
     }
 }
 
+/// A segment of one direction waiting for the other direction's bytes it acknowledges.
+private struct Pending {
+    var seq: UInt32
+    var payload: ByteBuffer
+    var missing: Int
+    var fin: Bool
+    /// Offset in the other direction's stream this segment acknowledged.
+    var acked: Int64?
+    var stamp: Stamp
+}
+
 private struct Held {
     var start: Int64
     var bytes: ByteBuffer
@@ -375,6 +469,9 @@ private final class DirectionState {
     /// Stream offset of the FIN (= length of the stream).
     var finOffset: Int64?
     var ended = false
+    /// Segments waiting for the other direction (see `Pending`), in arrival order.
+    var waiting: [Pending] = []
+    var waitingBytes = 0
 
     /// The 64-bit offset of a 32-bit sequence number: the one nearest to `next`.
     func offset(of seq: UInt32, base: UInt32) -> Int64 {
