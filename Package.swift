@@ -15,6 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         .target(
@@ -35,6 +36,7 @@ let package = Package(
                 "NBDProtocol", "NBDConversation", "NBDReport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
             ]
         ),
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
@@ -62,7 +64,8 @@ let package = Package(
         .testTarget(name: "NBDReportTests", dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "NBDTestSupport", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDTestSupport", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDTestSupport", .product(name: "NIOCore", package: "swift-nio")],
+            exclude: ["Tools"]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -19,6 +19,8 @@ public final class ProxyServer: @unchecked Sendable {
     var sessions: [Int: ProxySession] = [:]
     var nextID = 1
     var serverChannel: Channel?
+    /// `--pcap`: records both legs of every connection, when set before `start()`.
+    public var pcap: PcapRecorder?
     /// Called with the text of each connection's statistics when it closes.
     public var onConnectionClosed: (@Sendable (Int, ConnectionStats) -> Void)?
 
@@ -87,7 +89,7 @@ public final class ProxyServer: @unchecked Sendable {
         // The upstream connection starts once the client's channel is active: reads
         // issued before the child channel is registered would be lost.
         clientSide.onActive = { [unowned self] in
-            self.connectUpstream(on: client.eventLoop, handler: upstreamSide).whenComplete { result in
+            self.connectUpstream(on: client.eventLoop, handler: upstreamSide, connection: id).whenComplete { result in
                 switch result {
                 case .success(let up):
                     session.upstream = up
@@ -102,11 +104,16 @@ public final class ProxyServer: @unchecked Sendable {
                 }
             }
         }
-        let added = client.pipeline.addHandler(clientSide)
+        var handlers: [ChannelHandler] = [clientSide]
+        if let pcap { handlers.insert(pcap.clientLegHandler(connection: id, channel: client), at: 0) }
+        let added = client.pipeline.addHandlers(handlers)
         return Self.isTCP(client) ? added.flatMap { client.setOption(.socketOption(.tcp_nodelay), value: 1) } : added
     }
 
-    func connectUpstream(on loop: EventLoop, handler: RelayHandler) -> EventLoopFuture<Channel> {
+    func connectUpstream(on loop: EventLoop, handler: RelayHandler, connection id: Int) -> EventLoopFuture<Channel> {
+        var unix = false
+        if case .unix = config.upstream { unix = true }
+        let recorder = pcap
         let bootstrap = ClientBootstrap(group: loop)
             .channelOption(.autoRead, value: false)
             .channelOption(.allowRemoteHalfClosure, value: true)
@@ -114,7 +121,9 @@ public final class ProxyServer: @unchecked Sendable {
             .channelOption(.writeBufferWaterMark, value: Self.watermark)
             .connectTimeout(.seconds(10))
             .channelInitializer { ch in
-                let added = ch.pipeline.addHandler(handler)
+                var handlers: [ChannelHandler] = [handler]
+                if let recorder { handlers.insert(recorder.upstreamLegHandler(connection: id, unix: unix), at: 0) }
+                let added = ch.pipeline.addHandlers(handlers)
                 return Self.isTCP(ch) ? added.flatMap { ch.setOption(.socketOption(.tcp_nodelay), value: 1) } : added
             }
         switch config.upstream {

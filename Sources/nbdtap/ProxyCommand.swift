@@ -19,6 +19,9 @@ struct ProxyCommand: ParsableCommand {
 
     @OptionGroup var report: ReportOptions
 
+    @Option(name: .long, help: "Write both legs of every connection to FILE as a pcap (Unix-socket legs with stand-in addresses).")
+    var pcap: String?
+
     @Option(name: .customLong("run"), help: "Captive mode: run CMD with $uri, $nbd and $unixsocket (or $host and $port) set, then exit with its status.")
     var runCommand: String?
 
@@ -46,6 +49,10 @@ struct ProxyCommand: ParsableCommand {
         var config = ProxyConfiguration(listen: listenEndpoint, upstream: upstream.endpoint, logFormat: sink == nil ? nil : report.logFormat)
         config.drainSeconds = 5
         let server = ProxyServer(config: config, sink: sink)
+        let recorder = try pcap.map { path -> PcapRecorder in
+            do { return try PcapRecorder(path: path) } catch { throw ValidationError("cannot write \(path): \(error)") }
+        }
+        server.pcap = recorder
         if !quiet {
             server.onConnectionClosed = { id, stats in
                 let errors = stats.commands.reduce(0) { $0 + $1.1.errorCount }
@@ -105,6 +112,7 @@ struct ProxyCommand: ParsableCommand {
         }
         server.shutdown()
         sink?.close()
+        do { try recorder?.close() } catch { warn("pcap \(pcap ?? ""): \(error)") }
         writeStats(server.stats.render(report.statsFormat), to: report.stats)
         if let tempDir { try? FileManager.default.removeItem(atPath: tempDir) }
         _ = sources
