@@ -26,6 +26,11 @@ let package = Package(
             name: "NBDConversation",
             dependencies: ["NBDProtocol", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        /// Legacy-peer emulation policy (issue 4): what to mask, refuse or emulate; no I/O.
+        .target(
+            name: "NBDEmulation",
+            dependencies: ["NBDProtocol", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .target(
             name: "NBDReport",
             dependencies: ["NBDProtocol", "NBDConversation", .product(name: "NIOCore", package: "swift-nio")]
@@ -56,6 +61,11 @@ let package = Package(
         /// Helpers the test targets share: reading nbdkit logs and other ground truth.
         .target(name: "NBDTestSupport", path: "Tests/NBDTestSupport"),
         .testTarget(name: "NBDProtocolTests", dependencies: ["NBDProtocol", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(
+            name: "NBDEmulationTests",
+            dependencies: ["NBDEmulation", "NBDProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(
             name: "NBDConversationTests",
             dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]
