@@ -21,7 +21,10 @@ public final class CaptureSessions {
     /// One line per frame that carried NBD bytes, for `--view packets`.
     public var packetLines: Bool
 
-    struct Session {
+    /// A class, not a struct: the tap inside holds the decoder's tables and the
+    /// statistics, which a struct copied in and out of the dictionary would duplicate
+    /// (copy-on-write) on every packet.
+    final class Session {
         var info: ConnectionInfo
         var tap: ConversationTap?
         /// Bytes held until content tells whether this is NBD and which side is which.
@@ -32,6 +35,8 @@ public final class CaptureSessions {
         /// Payload spans still running per direction (for "continues" in the packets view).
         var payloadEnd: [StreamDirection: (UInt64, String)] = [:]
         var seen: [StreamDirection: UInt64] = [:]
+
+        init(info: ConnectionInfo) { self.info = info }
     }
 
     /// How many bytes to look at before concluding a connection on an unknown port is not NBD.
@@ -48,19 +53,17 @@ public final class CaptureSessions {
         case .connection(let info):
             sessions[info.id] = Session(info: info)
         case .data(let c, let d, let bytes, let frame, let time):
-            guard var s = sessions[c] else { return }
+            guard let s = sessions[c] else { return }
             if !s.decided {
                 s.early.append((d, bytes, frame, time))
                 s.earlyBytes += bytes.readableBytes
-                decide(&s, reader: reader, final: false)
-                if s.decided { replayEarly(&s, out: &out) }
-                sessions[c] = s
+                decide(s, reader: reader, final: false)
+                if s.decided { replayEarly(s, out: &out) }
                 return
             }
-            if s.isNBD { feed(&s, d, bytes, frame, time, &out) }
-            sessions[c] = s
+            if s.isNBD { feed(s, d, bytes, frame, time, &out) }
         case .gap(let c, let d, let length, let frame, let time):
-            guard var s = sessions[c], s.decided, s.isNBD else { return }
+            guard let s = sessions[c], s.decided, s.isNBD else { return }
             var events: [ConversationEvent] = []
             s.tap!.events.removeAll(keepingCapacity: true)
             s.tap!.decoder.gap(d, length: length, at: time, into: &events)
@@ -70,38 +73,35 @@ public final class CaptureSessions {
             }
             s.seen[d, default: 0] += length
             if packetLines { out += "\(frame) \(Timestamp.rfc3339(time)) \(label(s, d)) [\(length) bytes missing from the capture]\n" }
-            sessions[c] = s
         case .end(let c, let d, _, _, let time):
-            guard var s = sessions[c] else { return }
+            guard let s = sessions[c] else { return }
             if !s.decided {
-                decide(&s, reader: reader, final: true)
-                if s.decided { replayEarly(&s, out: &out) }
+                decide(s, reader: reader, final: true)
+                if s.decided { replayEarly(s, out: &out) }
             }
             if s.isNBD, !s.tap!.decoder.isFinished(d) {
                 var logText = ""
                 s.tap!.finish(d, at: time, logText: &logText)
                 if !packetLines { out += logText }
-                if s.tap!.decoder.isFinished(d.other) { close(&s, time, &out) }
+                if s.tap!.decoder.isFinished(d.other) { close(s, time, &out) }
             }
-            sessions[c] = s
         }
     }
 
     /// Ends every connection still open (the capture ended first).
     public func finish(out: inout String) {
         for id in sessions.keys.sorted() {
-            var s = sessions[id]!
+            let s = sessions[id]!
             if !s.decided {
                 s.decided = true
                 s.isNBD = false
                 nonNBDConnections += 1
             }
-            if s.isNBD, s.tap != nil { close(&s, s.early.last?.3 ?? 0, &out) }
-            sessions[id] = s
+            if s.isNBD, s.tap != nil { close(s, s.early.last?.3 ?? 0, &out) }
         }
     }
 
-    func close(_ s: inout Session, _ time: UInt64, _ out: inout String) {
+    func close(_ s: Session, _ time: UInt64, _ out: inout String) {
         guard var tap = s.tap else { return }
         var logText = ""
         tap.close(at: time, logText: &logText)
@@ -113,7 +113,7 @@ public final class CaptureSessions {
 
     /// NBD if the server port is known and content does not contradict it, or content
     /// shows NBD magics; the side sending server magics is the server.
-    func decide(_ s: inout Session, reader: TCPReassembler, final: Bool) {
+    func decide(_ s: Session, reader: TCPReassembler, final: Bool) {
         var first: [StreamDirection: ByteBuffer] = [:]
         for (d, b, _, _) in s.early where first[d] == nil { first[d] = b }
         let c2s = first[.clientToServer] ?? ByteBuffer()
@@ -141,11 +141,11 @@ public final class CaptureSessions {
         }
     }
 
-    func replayEarly(_ s: inout Session, out: inout String) {
+    func replayEarly(_ s: Session, out: inout String) {
         let held = s.early
         s.early = []
         guard s.isNBD else { return }
-        for (d, b, f, t) in held { feed(&s, d, b, f, t, &out) }
+        for (d, b, f, t) in held { feed(s, d, b, f, t, &out) }
     }
 
     func label(_ s: Session, _ d: StreamDirection) -> String {
@@ -156,7 +156,7 @@ public final class CaptureSessions {
         }
     }
 
-    func feed(_ s: inout Session, _ d: StreamDirection, _ bytes: ByteBuffer, _ frame: Int, _ time: UInt64, _ out: inout String) {
+    func feed(_ s: Session, _ d: StreamDirection, _ bytes: ByteBuffer, _ frame: Int, _ time: UInt64, _ out: inout String) {
         guard s.tap != nil else { return }
         let start = s.seen[d, default: 0]
         s.seen[d] = start + UInt64(bytes.readableBytes)

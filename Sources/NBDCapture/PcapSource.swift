@@ -65,6 +65,8 @@ public final class PcapSource {
     private let isLive: Bool
     private var framesRead = 0
     private let allocator = ByteBufferAllocator()
+    /// The current frame's bytes (see `next()`).
+    private lazy var frameBuffer = allocator.buffer(capacity: 65_536)
     public private(set) var status: PcapReadStatus = .reading
 
     /// Snapshot length for live captures: enough for any frame, including TSO/GRO
@@ -149,10 +151,15 @@ public final class PcapSource {
                 guard let hdr = header?.pointee else { continue }
                 framesRead += 1
                 let caplen = Int(hdr.caplen)
-                var bytes = allocator.buffer(capacity: caplen)
+                // libpcap reuses its buffer, so the frame is copied; into the same storage
+                // each time when nothing kept a slice of the last frame (the common case:
+                // the decoder consumes data before the next frame), so steady state does
+                // not allocate per frame. A held slice makes the write copy-on-write.
+                frameBuffer.clear()
                 if caplen > 0, let data {
-                    bytes.writeBytes(UnsafeRawBufferPointer(start: data, count: caplen))
+                    frameBuffer.writeBytes(UnsafeRawBufferPointer(start: data, count: caplen))
                 }
+                let bytes = frameBuffer
                 let seconds = UInt64(clamping: hdr.ts.tv_sec)
                 let fraction = UInt64(clamping: hdr.ts.tv_usec)
                 let ns = seconds &* 1_000_000_000 &+ (nanoPrecision ? fraction : fraction &* 1000)

@@ -9,23 +9,10 @@ extension ConnectionLog {
         switch event.kind {
         case .request(let r):
             if case .disc = r.header.command { return }  // nbdkit logs DISC only as Disconnect
-            let params = nbdkitParams(r.header)
-            line(t, "\(nbdkitAction(r.header.command)) id=\(r.id)\(params.isEmpty ? "" : " " + params) ...", &out)
+            appendRequestLine(r, time: t, to: &out)
         case .completed(let c):
             guard c.outcome != .noReply else { return }
-            var body = "...\(nbdkitAction(c.request.command)) id=\(c.id)"
-            if case .blockStatus = c.request.command, c.outcome == .replied, c.error == .ok {
-                body += extentsText(c)
-            }
-            switch c.outcome {
-            case .replied:
-                body += c.error == .ok ? " return=0" : " return=-1 error=\(c.error.name)"
-            case .abandoned:
-                body += " return=-1 error=ENOTCONN"
-            case .noReply:
-                break
-            }
-            line(t, body, &out)
+            appendReplyLine(c, time: t, to: &out)
         case .serverGreeting(let g):
             switch g {
             case .oldstyle(let o):

@@ -13,6 +13,7 @@ public struct ConnectionLog {
     public private(set) var disconnectLogged = false
     /// Prefix of every line, precomputed.
     let tag: String
+    var stamp = TimestampCache()
 
     public init(connection: Int, format: LogFormat) {
         self.connection = connection
@@ -60,8 +61,8 @@ public struct ConnectionLog {
     }
 
     @inline(__always)
-    func line(_ time: UInt64, _ body: String, _ out: inout String) {
-        out += Timestamp.nbdkit(time)
+    mutating func line(_ time: UInt64, _ body: String, _ out: inout String) {
+        stamp.append(time, to: &out)
         out += tag
         out += body
         out += "\n"
