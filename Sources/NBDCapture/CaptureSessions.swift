@@ -55,7 +55,10 @@ public final class CaptureSessions {
         case .data(let c, let d, let bytes, let frame, let time):
             guard let s = sessions[c] else { return }
             if !s.decided {
-                s.early.append((d, bytes, frame, time))
+                // A copy of its own size: the frame buffer is reused for the next frame.
+                var copy = ByteBufferAllocator().buffer(capacity: bytes.readableBytes)
+                copy.writeImmutableBuffer(bytes)
+                s.early.append((d, copy, frame, time))
                 s.earlyBytes += bytes.readableBytes
                 decide(s, reader: reader, final: false)
                 if s.decided { replayEarly(s, out: &out) }

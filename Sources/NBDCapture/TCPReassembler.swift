@@ -174,10 +174,9 @@ public final class TCPReassembler {
             }
             let p = Pending(seq: seq, payload: seg.payload, missing: seg.missingPayloadBytes,
                             fin: seg.flags.contains(.fin), acked: acked, stamp: now)
-            if !sender.waiting.isEmpty || (acked ?? 0) > receiver.next {
-                sender.waiting.append(p)
-                sender.waitingBytes += seg.payload.readableBytes
-                if sender.waitingBytes > configuration.maxHeldBytesPerDirection || sender.waiting.count > configuration.maxHeldSegmentsPerDirection {
+            if !sender.waitingIsEmpty || (acked ?? 0) > receiver.next {
+                sender.enqueueWaiting(p)
+                if sender.waitingBytes > configuration.maxHeldBytesPerDirection || sender.waitingCount > configuration.maxHeldSegmentsPerDirection {
                     forceRelease(c, now, &events)
                 }
             } else {
@@ -349,9 +348,8 @@ public final class TCPReassembler {
             moved = false
             for (s, d) in c.directions() {
                 let other = c.state(of: d == .clientToServer ? c.info.server : c.info.client)
-                while let p = s.waiting.first, (p.acked ?? 0) <= other.next || other.ended {
-                    s.waiting.removeFirst()
-                    s.waitingBytes -= p.payload.readableBytes
+                while let p = s.firstWaiting, (p.acked ?? 0) <= other.next || other.ended {
+                    _ = s.dequeueWaiting()
                     deliver(p, s, c, d, now, &events)
                     moved = true
                 }
@@ -365,15 +363,14 @@ public final class TCPReassembler {
     private func forceRelease(_ c: Connection, _ now: Stamp, _ events: inout [CaptureEvent]) {
         release(c, now, &events)
         while true {
-            let candidates = c.directions().filter { !$0.0.waiting.isEmpty }
-            guard let (s, d) = candidates.min(by: { $0.0.waiting[0].stamp.frame < $1.0.waiting[0].stamp.frame }) else { return }
+            let candidates = c.directions().filter { !$0.0.waitingIsEmpty }
+            guard let (s, d) = candidates.min(by: { $0.0.firstWaiting!.stamp.frame < $1.0.firstWaiting!.stamp.frame }) else { return }
             let other = c.state(of: d == .clientToServer ? c.info.server : c.info.client)
-            let p = s.waiting[0]
+            let p = s.firstWaiting!
             if let acked = p.acked, acked > other.next {
                 settle(other, c, d.other, upTo: acked, now, &events)
             }
-            s.waiting.removeFirst()
-            s.waitingBytes -= p.payload.readableBytes
+            _ = s.dequeueWaiting()
             deliver(p, s, c, d, now, &events)
             release(c, now, &events)
         }
@@ -454,6 +451,14 @@ private struct Held {
     var bytes: ByteBuffer
 }
 
+/// A copy of held bytes in storage of their own size: a slice would keep the whole frame
+/// buffer it came from alive (the capture reader reuses one large buffer per frame).
+private func compactCopy(_ b: ByteBuffer) -> ByteBuffer {
+    var copy = ByteBufferAllocator().buffer(capacity: b.readableBytes)
+    copy.writeImmutableBuffer(b)
+    return copy
+}
+
 private final class DirectionState {
     /// Sequence number of stream offset 0.
     var base: UInt32?
@@ -469,9 +474,36 @@ private final class DirectionState {
     /// Stream offset of the FIN (= length of the stream).
     var finOffset: Int64?
     var ended = false
-    /// Segments waiting for the other direction (see `Pending`), in arrival order.
-    var waiting: [Pending] = []
+    /// Segments waiting for the other direction (see `Pending`), in arrival order, from
+    /// `waitingHead` on (an index, so releasing one is O(1) however long the queue).
+    var waitingStore: [Pending] = []
+    var waitingHead = 0
     var waitingBytes = 0
+
+    var waitingIsEmpty: Bool { waitingHead == waitingStore.count }
+    var firstWaiting: Pending? { waitingIsEmpty ? nil : waitingStore[waitingHead] }
+    var waitingCount: Int { waitingStore.count - waitingHead }
+
+    func enqueueWaiting(_ p: Pending) {
+        var p = p
+        p.payload = compactCopy(p.payload)
+        waitingStore.append(p)
+        waitingBytes += p.payload.readableBytes
+    }
+
+    func dequeueWaiting() -> Pending {
+        let p = waitingStore[waitingHead]
+        waitingHead += 1
+        waitingBytes -= p.payload.readableBytes
+        if waitingHead == waitingStore.count {
+            waitingStore.removeAll(keepingCapacity: true)
+            waitingHead = 0
+        } else if waitingHead > 1024 && waitingHead * 2 > waitingStore.count {
+            waitingStore.removeFirst(waitingHead)
+            waitingHead = 0
+        }
+        return p
+    }
 
     /// The 64-bit offset of a 32-bit sequence number: the one nearest to `next`.
     func offset(of seq: UInt32, base: UInt32) -> Int64 {
@@ -508,6 +540,8 @@ private final class DirectionState {
     }
 
     func insert(_ h: Held) {
+        var h = h
+        h.bytes = compactCopy(h.bytes)
         held.insert(h, at: insertionIndex(h.start))
         heldBytes += h.bytes.readableBytes
     }
