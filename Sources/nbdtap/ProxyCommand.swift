@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import NBDProtocol
+import NIOCore
 import NBDProxy
 import NBDReport
 
@@ -24,6 +25,9 @@ struct ProxyCommand: ParsableCommand {
 
     @Option(name: .customLong("run"), help: "Captive mode: run CMD with $uri, $nbd and $unixsocket (or $host and $port) set, then exit with its status.")
     var runCommand: String?
+
+    @Option(name: .long, help: "Event loop threads (default: one per core). Each client and its upstream connection share one.")
+    var threads: Int?
 
     @Flag(name: .long, help: "No per-connection summary lines on standard error.")
     var quiet = false
@@ -48,7 +52,7 @@ struct ProxyCommand: ParsableCommand {
         let sink = try report.log.map(LogSink.open)
         var config = ProxyConfiguration(listen: listenEndpoint, upstream: upstream.endpoint, logFormat: sink == nil ? nil : report.logFormat)
         config.drainSeconds = 5
-        let server = ProxyServer(config: config, sink: sink)
+        let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
         let recorder = try pcap.map { path -> PcapRecorder in
             do { return try PcapRecorder(path: path) } catch { throw ValidationError("cannot write \(path): \(error)") }
         }
