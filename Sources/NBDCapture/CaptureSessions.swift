@@ -35,6 +35,8 @@ public final class CaptureSessions {
         /// Payload spans still running per direction (for "continues" in the packets view).
         var payloadEnd: [StreamDirection: (UInt64, String)] = [:]
         var seen: [StreamDirection: UInt64] = [:]
+        /// Capture time of the last bytes fed, for closing a connection the capture cut off.
+        var lastTime: UInt64 = 0
 
         init(info: ConnectionInfo) { self.info = info }
     }
@@ -100,7 +102,7 @@ public final class CaptureSessions {
                 s.isNBD = false
                 nonNBDConnections += 1
             }
-            if s.isNBD, s.tap != nil { close(s, s.early.last?.3 ?? 0, &out) }
+            if s.isNBD, s.tap != nil { close(s, s.lastTime, &out) }
         }
     }
 
@@ -161,6 +163,7 @@ public final class CaptureSessions {
 
     func feed(_ s: Session, _ d: StreamDirection, _ bytes: ByteBuffer, _ frame: Int, _ time: UInt64, _ out: inout String) {
         guard s.tap != nil else { return }
+        s.lastTime = time
         let start = s.seen[d, default: 0]
         s.seen[d] = start + UInt64(bytes.readableBytes)
         s.tap!.feed(d, bytes, at: time, logText: &out)
