@@ -52,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "nbdtap",
             dependencies: [
-                "NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDCapture",
+                "NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDCapture", "NBDEmulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

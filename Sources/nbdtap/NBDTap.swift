@@ -5,6 +5,6 @@ struct NBDTap: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nbdtap",
         abstract: "A transparent NBD proxy, legacy-peer emulator, request logger and capture decoder.",
-        subcommands: [ProxyCommand.self, DecodeCommand.self, DemoCommand.self]
+        subcommands: [ProxyCommand.self, DecodeCommand.self, ProfilesCommand.self, DemoCommand.self]
     )
 }

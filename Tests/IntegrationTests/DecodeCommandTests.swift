@@ -117,3 +117,19 @@ import Testing
         #expect(json?["connections"] as? Int == 1)
     }
 }
+
+/// `nbdtap profiles` lists every legacy-peer profile with what it hides and its sources.
+@Suite struct ProfilesCommandTests {
+    @Test func listsEveryProfile() throws {
+        let s = try Scratch()
+        let all = try s.run(nbdtapBinary, ["profiles"])
+        #expect(all.status == 0)
+        for name in ["nbd-server-3.24", "nbdkit-1.32", "qemu-nbd-7.2", "pre-fast-zero", "pre-structured-replies", "oldstyle"] {
+            #expect(all.output.contains("\(name): "), "\(name) missing from:\n\(all.output)")
+        }
+        let one = try s.run(nbdtapBinary, ["profiles", "pre-fast-zero"])
+        #expect(one.output.contains("hides SEND_FAST_ZERO") && !one.output.contains("nbdkit-1.32:"))
+        let bad = try s.run(nbdtapBinary, ["profiles", "no-such"])
+        #expect(bad.status != 0 && bad.output.contains("known:"))
+    }
+}
