@@ -206,4 +206,17 @@ struct DecodeGroundTruthTests {
         #expect(replied.count == 46)
         #expect(!d.log.contains("fatal=1"))
     }
+
+    /// STARTTLS: the wire is decodable up to the ACK, which nbdkit's -v log confirms it
+    /// sent; after it both directions are opaque TLS and nothing is reported as an error.
+    @Test func starttlsCapture() throws {
+        let d = try Self.decodePcap("starttls")
+        let debug = try String(contentsOf: file("starttls", "nbdkit-debug.log"), encoding: .utf8)
+        #expect(debug.contains("replying to NBD_OPT_STARTTLS with NBD_REP_ACK"))
+        #expect(d.log.contains("Option opt=STARTTLS ..."))
+        #expect(d.log.contains("...Option opt=STARTTLS reply=ACK"))
+        #expect(d.log.contains("TLS starttls=1"))
+        #expect(!d.log.contains("Violation"))
+        #expect(parseNBDKitLog(d.log).isEmpty)  // the requests are inside TLS
+    }
 }
