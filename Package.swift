@@ -38,7 +38,7 @@ let package = Package(
         .target(
             name: "NBDProxy",
             dependencies: [
-                "NBDProtocol", "NBDConversation", "NBDReport",
+                "NBDProtocol", "NBDConversation", "NBDReport", "NBDEmulation",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),

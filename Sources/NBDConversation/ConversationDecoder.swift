@@ -386,3 +386,17 @@ extension ConversationDecoder {
     /// Whether `finish` was called for this direction.
     public func isFinished(_ d: StreamDirection) -> Bool { state(d).finished }
 }
+
+extension ConversationDecoder {
+    /// Stream offset up to which every byte of a direction belongs to a message already
+    /// reported (bytes after it are an incomplete header still held). A relay that edits
+    /// messages forwards up to here.
+    public func decidedOffset(_ d: StreamDirection) -> UInt64 { state(d).offset }
+
+    /// Whether a direction is between messages: nothing held, no payload being passed
+    /// over. Bytes of nbdtap's own may be inserted into that stream only here.
+    public func atMessageBoundary(_ d: StreamDirection) -> Bool {
+        let s = state(d)
+        return s.pending.readableBytes == 0 && s.skip == 0
+    }
+}

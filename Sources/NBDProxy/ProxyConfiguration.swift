@@ -1,3 +1,4 @@
+import NBDEmulation
 import NBDProtocol
 import NBDReport
 
@@ -10,6 +11,8 @@ public struct ProxyConfiguration: Sendable {
     public var drainSeconds: Double = 5
     /// Seconds a connection may stay half-open after the client's EOF.
     public var halfCloseSeconds: Double = 5
+    /// Legacy-peer emulation; transparent relays skip the engine entirely.
+    public var emulation = EmulationOptions.transparent
 
     public init(listen: NBDURI.Endpoint, upstream: NBDURI.Endpoint, logFormat: LogFormat?) {
         self.listen = listen

@@ -81,6 +81,7 @@ public final class ProxyServer: @unchecked Sendable {
             self.lock.withLock { _ = self.sessions.removeValue(forKey: s.id) }
             self.onConnectionClosed?(s.id, s.tap.stats)
         }
+        if !config.emulation.isTransparent { session.engine = EmulationEngine(options: config.emulation) }
         lock.withLock { sessions[id] = session }
         let clientSide = RelayHandler(direction: .clientToServer, session: session)
         let upstreamSide = RelayHandler(direction: .serverToClient, session: session)

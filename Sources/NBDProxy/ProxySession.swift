@@ -31,6 +31,8 @@ final class ProxySession {
     var clientFramedEnd: UInt64 = 0
     /// Stream offset just past the last reply payload (READ data) the decoder has framed.
     var serverPayloadEnd: UInt64 = 0
+    /// Set when emulation options are given: the relay edits messages (EmulationEngine).
+    var engine: EmulationEngine?
 
     init(id: Int, client: Channel, logFormat: LogFormat?, sink: LogSink?, stats: StatsRegistry, halfCloseSeconds: Double,
          onClosed: @escaping (ProxySession) -> Void) {

@@ -44,11 +44,28 @@ final class RelayHandler: ChannelInboundHandler {
             guard owed > 0 else { return }
             if buffer.readableBytes > owed { buffer = buffer.getSlice(at: buffer.readerIndex, length: owed)! }
         }
+        if let engine = session.engine {
+            relayEdited(engine, buffer, context)
+            return
+        }
         guard session.observe(direction, buffer) else {
             broken = true
             return
         }
         partner?.context?.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    /// Emulation mode: the engine decides what each side receives.
+    func relayEdited(_ engine: EmulationEngine, _ buffer: ByteBuffer, _ context: ChannelHandlerContext) {
+        let out = direction == .clientToServer ? engine.fromClient(buffer, session: session) : engine.fromUpstream(buffer, session: session)
+        let (toPartner, toSelf) = direction == .clientToServer ? (out.toUpstream, out.toClient) : (out.toClient, out.toUpstream)
+        for b in toPartner { partner?.context?.write(wrapOutboundOut(b), promise: nil) }
+        for b in toSelf { context.write(wrapOutboundOut(b), promise: nil) }
+        if !toSelf.isEmpty { context.flush() }
+        if let reason = out.close {
+            broken = true
+            session.close(reason: reason)
+        }
     }
 
     /// The client side stops reading once a shutdown has nothing more to take from it.

@@ -20,6 +20,8 @@ struct ProxyCommand: ParsableCommand {
 
     @OptionGroup var report: ReportOptions
 
+    @OptionGroup(title: "Legacy-peer emulation") var emulation: EmulationArguments
+
     @Option(name: .long, help: "Write both legs of every connection to FILE as a pcap (Unix-socket legs with stand-in addresses).")
     var pcap: String?
 
@@ -52,6 +54,7 @@ struct ProxyCommand: ParsableCommand {
         let sink = try report.log.map(LogSink.open)
         var config = ProxyConfiguration(listen: listenEndpoint, upstream: upstream.endpoint, logFormat: sink == nil ? nil : report.logFormat)
         config.drainSeconds = 5
+        config.emulation = try emulation.options()
         let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
         let recorder = try pcap.map { path -> PcapRecorder in
             do { return try PcapRecorder(path: path) } catch { throw ValidationError("cannot write \(path): \(error)") }

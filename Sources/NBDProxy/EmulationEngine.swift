@@ -1,0 +1,221 @@
+import NBDConversation
+import NBDEmulation
+import NBDProtocol
+import NBDReport
+import NIOCore
+
+/// The relay in emulation mode (`--mask`, `--read-only`, `--no-...`, `--fastzeromode`,
+/// `--emulate`): two conversations, the client's (the session's tap, logged) and the
+/// upstream's (a second decoder), and the bytes between them edited message by message.
+/// Bytes nobody edits are forwarded as the slices they arrived in; an edit drops a range
+/// (an option or request nbdtap answers itself, with its payload) or replaces it with bytes
+/// of the same message (flags masked in a greeting or NBD_INFO_EXPORT, a request's flags).
+/// nbdtap's own replies enter the client's stream only between relayed messages.
+final class EmulationEngine {
+    let options: EmulationOptions
+    var upstream = ConversationDecoder()
+    var fromClient = StreamWindow()
+    var fromUpstream = StreamWindow()
+    /// Ranges of each input stream not forwarded as they are, in stream order.
+    var clientEdits: [Edit] = []
+    var upstreamEdits: [Edit] = []
+    /// Replies of nbdtap's own waiting for a message boundary in the client's stream.
+    var pendingReplies: [ByteBuffer] = []
+    /// A request nbdtap answers itself: its payload is dropped too.
+    var droppedCookies: Set<UInt64> = []
+    var upstreamFlags: TransmissionFlags = []
+    var shown: TransmissionFlags = []
+    var maxPayload: UInt32?
+    var structured = false
+    var extended = false
+    var upstreamEvents: [ConversationEvent] = []
+
+    struct Edit {
+        var start: UInt64
+        var end: UInt64
+        /// nil drops the range.
+        var replacement: ByteBuffer?
+    }
+
+    /// What one read turns into.
+    struct Output {
+        var toUpstream: [ByteBuffer] = []
+        var toClient: [ByteBuffer] = []
+        /// A fatal violation or a decision to hang up, with the reason.
+        var close: String?
+    }
+
+    init(options: EmulationOptions) {
+        self.options = options
+    }
+
+    // MARK: Client to upstream
+
+    func fromClient(_ buffer: ByteBuffer, session: ProxySession) -> Output {
+        var out = Output()
+        fromClient.append(buffer)
+        session.tap.feed(.clientToServer, buffer, at: wallClockNanoseconds(), logText: &session.logText)
+        for e in session.tap.events where e.direction == .clientToServer {
+            switch e.kind {
+            case .option(let h, _):
+                switch options.optionDecision(h.option) {
+                case .forward:
+                    break
+                case .refuse(let type):
+                    clientEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(OptionHeader.length) + UInt64(h.dataLength)))
+                    var reply = ByteBufferAllocator().buffer(capacity: OptionReplyHeader.length)
+                    OptionReplyHeader(option: h.option, type: type, dataLength: 0).write(to: &reply)
+                    pendingReplies.append(reply)
+                    session.note("Emulate", [("answered", "NBD_OPT_\(h.option.name)"), ("reply", "NBD_REP_\(type.name)")])
+                case .disconnect:
+                    out.close = "NBD_OPT_\(h.option.name) is not possible with the emulated handshake"
+                }
+            case .request(let r):
+                let decision = options.requestDecision(r.header, shown: shown, upstream: upstreamFlags, maxPayload: maxPayload)
+                switch decision {
+                case .forward(let h):
+                    if h != r.header {
+                        var bytes = ByteBufferAllocator().buffer(capacity: h.wireLength)
+                        h.write(to: &bytes)
+                        clientEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(h.wireLength), replacement: bytes))
+                    }
+                case .answer(let error, let reason):
+                    clientEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(r.header.wireLength)))
+                    droppedCookies.insert(r.header.cookie)
+                    pendingReplies.append(reply(to: r.header, error: error))
+                    session.note("Emulate", [("id", String(r.id)), ("answered", "NBD_CMD_\(r.header.command.name)"),
+                                             ("error", error.name), ("reason", "\(reason)")])
+                case .emulateZero:
+                    // Refused when the options were read (ProxyCommand), never reached.
+                    out.close = "emulated zeroing is not available yet"
+                }
+            case .payload(let cookie, let span) where span.direction == .clientToServer:
+                if droppedCookies.remove(cookie) != nil {
+                    clientEdits.append(Edit(start: span.offset, end: span.offset + span.length))
+                }
+            case .violation(let v) where v.fatal:
+                out.close = "client broke the protocol: \(v.reason)"
+            default:
+                break
+            }
+        }
+        out.toUpstream = relay(&fromClient, &clientEdits, upTo: session.tap.decoder.decidedOffset(.clientToServer))
+        for b in out.toUpstream {
+            upstream.feed(.clientToServer, b, at: 0, into: &upstreamEvents)
+        }
+        upstreamEvents.removeAll(keepingCapacity: true)
+        out.toClient = releaseReplies(session)
+        session.flushLog()
+        return out
+    }
+
+    /// The reply a server gives when it refuses a request, in the form the client
+    /// negotiated: simple, a structured error chunk for READ, an extended chunk.
+    func reply(to h: RequestHeader, error: ErrorValue) -> ByteBuffer {
+        var b = ByteBufferAllocator().buffer(capacity: 48)
+        if extended || (structured && h.command == .read) {
+            let payload = ChunkPayload.error(error: error, message: "")
+            ReplyChunkHeader(flags: .done, type: .error, cookie: h.cookie, offset: h.offset,
+                             length: payload.wireLength, extended: extended).write(to: &b)
+            payload.write(to: &b)
+        } else {
+            SimpleReplyHeader(error: error, cookie: h.cookie).write(to: &b)
+        }
+        return b
+    }
+
+    // MARK: Upstream to client
+
+    func fromUpstream(_ buffer: ByteBuffer, session: ProxySession) -> Output {
+        var out = Output()
+        fromUpstream.append(buffer)
+        upstreamEvents.removeAll(keepingCapacity: true)
+        upstream.feed(.serverToClient, buffer, at: 0, into: &upstreamEvents)
+        for e in upstreamEvents where e.direction == .serverToClient {
+            switch e.kind {
+            case .serverGreeting(.oldstyle(let g)):
+                upstreamFlags = g.transmissionFlags
+                shown = options.shownFlags(upstream: upstreamFlags, structuredOrExtended: false)
+                var patched = g
+                patched.globalAndTransmissionFlags = (g.globalAndTransmissionFlags & 0xffff_0000) | UInt32(shown.rawValue)
+                var bytes = ByteBufferAllocator().buffer(capacity: ServerGreeting.oldstyleLength)
+                ServerGreeting.oldstyle(patched).write(to: &bytes)
+                upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(ServerGreeting.oldstyleLength), replacement: bytes))
+            case .optionReply(let h, let data, _):
+                if h.type == .ack && h.option == .structuredReply { structured = true }
+                if h.type == .ack && h.option == .extendedHeaders { structured = true; extended = true }
+                if case .info(.blockSize(_, _, let maximum)) = data { maxPayload = maximum }
+                if case .info(.export(let size, let flags)) = data {
+                    upstreamFlags = flags
+                    shown = options.shownFlags(upstream: flags, structuredOrExtended: structured || extended)
+                    var bytes = ByteBufferAllocator().buffer(capacity: OptionReplyHeader.length + 12)
+                    OptionReplyHeader(option: h.option, type: .info, dataLength: 12).write(to: &bytes)
+                    InfoPayload.export(size: size, flags: shown).write(to: &bytes)
+                    upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(bytes.readableBytes), replacement: bytes))
+                }
+            case .exportNameReply(let r):
+                upstreamFlags = r.flags
+                shown = options.shownFlags(upstream: r.flags, structuredOrExtended: structured || extended)
+                var patched = r
+                patched.flags = shown
+                var bytes = ByteBufferAllocator().buffer(capacity: 134)
+                patched.write(to: &bytes)
+                upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(bytes.readableBytes), replacement: bytes))
+            case .transmissionStarted(let info):
+                session.note("Emulate", [("upstream_eflags", "0x" + String(info.flags.rawValue, radix: 16)),
+                                         ("shown_eflags", "0x" + String(shown.rawValue, radix: 16))])
+            case .violation(let v) where v.fatal:
+                out.close = "server broke the protocol: \(v.reason)"
+            default:
+                break
+            }
+        }
+        let relayed = relay(&fromUpstream, &upstreamEdits, upTo: upstream.decidedOffset(.serverToClient))
+        for b in relayed {
+            session.tap.feed(.serverToClient, b, at: wallClockNanoseconds(), logText: &session.logText)
+        }
+        out.toClient = relayed + releaseReplies(session)
+        session.flushLog()
+        return out
+    }
+
+    /// nbdtap's replies, once the stream relayed to the client is between messages.
+    func releaseReplies(_ session: ProxySession) -> [ByteBuffer] {
+        guard !pendingReplies.isEmpty, upstream.atMessageBoundary(.serverToClient),
+              fromUpstream.start == upstream.decidedOffset(.serverToClient) else { return [] }
+        let replies = pendingReplies
+        pendingReplies.removeAll()
+        for r in replies { session.tap.feed(.serverToClient, r, at: wallClockNanoseconds(), logText: &session.logText) }
+        return replies
+    }
+
+    /// Forwards the window up to `decided`, applying the edits that start before it. An
+    /// edit reaching past `decided` (a payload still arriving) is applied as far as it can
+    /// be and kept for the rest.
+    func relay(_ window: inout StreamWindow, _ edits: inout [Edit], upTo decided: UInt64) -> [ByteBuffer] {
+        var out: [ByteBuffer] = []
+        while window.start < decided {
+            if var edit = edits.first, edit.start < decided {
+                if window.start < edit.start {
+                    out += window.take(upTo: edit.start)
+                    continue
+                }
+                let stop = min(edit.end, decided)
+                _ = window.take(upTo: stop)
+                if let r = edit.replacement {
+                    out.append(r)
+                    edit.replacement = nil
+                }
+                if stop >= edit.end {
+                    edits.removeFirst()
+                } else {
+                    edit.start = stop
+                    edits[0] = edit
+                }
+            } else {
+                out += window.take(upTo: decided)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import NBDTestSupport
+import Testing
+
+/// Legacy-peer emulation through the binary, against nbdkit with its log filter: what the
+/// client is shown, what nbdtap answers itself, and what reaches the upstream.
+@Suite(.enabled(if: Peers.enabled("nbdkit", "nbdsh", "nbdinfo")))
+struct EmulationTests {
+    /// Runs `nbdtap proxy ARGS --run CMD` against `nbdkit memory 1M` and returns the command's
+    /// output, the proxy's log and nbdkit's log.
+    func run(_ s: Scratch, _ args: [String], _ cmd: String) throws -> (Scratch.Result, String, String) {
+        let sock = try s.nbdkit(["memory", "1M"])
+        let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--quiet", "--log", s.path("px.log")]
+                              + args + ["--run", cmd])
+        let px = (try? String(contentsOfFile: s.path("px.log"), encoding: .utf8)) ?? ""
+        let up = (try? String(contentsOfFile: s.path("nbdkit.log"), encoding: .utf8)) ?? ""
+        return (r, px, up)
+    }
+
+    func script(_ s: Scratch, _ body: String) throws -> String {
+        try body.write(toFile: s.path("client.py"), atomically: true, encoding: .utf8)
+        return "nbdsh -c 'import os' -c \"exec(open('\(s.path("client.py"))').read())\""
+    }
+
+    @Test func maskedFlagsAreHiddenAndAnsweredByNbdtap() throws {
+        let s = try Scratch()
+        let cmd = "for f in fast-zero trim zero fua flush cache; do nbdinfo --can $f $uri; echo \"can $f $?\"; done; " + (try script(s, """
+            h.set_strict_mode(0)
+            h.connect_uri(os.environ["uri"])
+            for name, call in [("fast", lambda: h.zero(512, 0, nbd.CMD_FLAG_FAST_ZERO)), ("trim", lambda: h.trim(512, 0))]:
+                try:
+                    call()
+                    print(name, "ok")
+                except nbd.Error as e:
+                    print(name, e.errno)
+            h.zero(512, 0)
+            print("zero ok")
+            """))
+        let (r, px, up) = try run(s, ["--mask", "fast-zero,trim"], cmd)
+        #expect(r.status == 0, "\(r.output)")
+        // nbdinfo --can: exit 0 = true, 2 = false.
+        for (f, e) in [("fast-zero", 2), ("trim", 2), ("zero", 0), ("fua", 0), ("flush", 0), ("cache", 0)] {
+            #expect(r.output.contains("can \(f) \(e)"), "\(f): \(r.output)")
+        }
+        #expect(r.output.contains("fast EINVAL") && r.output.contains("trim EINVAL") && r.output.contains("zero ok"), "\(r.output)")
+        #expect(px.contains("answered=NBD_CMD_WRITE_ZEROES error=EINVAL"))
+        #expect(px.contains("upstream_eflags=0xded shown_eflags=0x5cd"))
+        // nbdkit never saw the refused requests: only the plain zero.
+        #expect(requestCounts(up) == ["Zero trim=1 fua=0 fast=0": 1], "\(up)")
+        // The seed's pipeline counts both on nbdtap's log.
+        let counted = try s.run("/bin/sh", ["-c", #"sed -n '/Zero.*\.\./ s/.*\(fast=.\).*/\1/p' "# + s.path("px.log") + " | sort | uniq -c"])
+        #expect(counted.output.contains("1 fast=0") && counted.output.contains("1 fast=1"), "\(counted.output)")
+    }
+
+    @Test func readOnlyAndMaskingWriteZeroesClearsFastZero() throws {
+        let s = try Scratch()
+        let cmd = "nbdinfo --is read-only $uri; echo \"ro $?\"; " + (try script(s, """
+            h.connect_uri(os.environ["uri"])
+            print("flags", h.can_fast_zero(), h.can_zero())
+            try:
+                h.pwrite(b"x" * 512, 0)
+            except nbd.Error as e:
+                print("write", e.errno)
+            """))
+        let (r, _, up) = try run(s, ["--read-only", "--mask", "write-zeroes"], cmd)
+        #expect(r.output.contains("ro 0"), "\(r.output)")
+        #expect(r.output.contains("flags False False"), "\(r.output)")
+        #expect(r.output.contains("write EPERM") || r.output.contains("write EROFS") || r.output.contains("write EINVAL"), "\(r.output)")
+        #expect(requestCounts(up).isEmpty, "\(up)")
+    }
+
+    @Test func optionRefusals() throws {
+        let s = try Scratch()
+        let cmd = try script(s, """
+            h.add_meta_context("base:allocation")
+            h.connect_uri(os.environ["uri"])
+            print("sr", h.get_structured_replies_negotiated(), "meta", h.can_meta_context("base:allocation"))
+            assert h.pread(512, 0) == bytes(512)
+            """)
+        let (r, px, _) = try run(s, ["--no-structured-replies"], cmd)
+        #expect(r.status == 0 && r.output.contains("sr False meta False"), "\(r.output)")
+        #expect(px.contains("answered=NBD_OPT_STRUCTURED_REPLY reply=NBD_REP_ERR_UNSUP"))
+        #expect(px.contains("...Option opt=STRUCTURED_REPLY reply=ERR_UNSUP"))
+    }
+
+    @Test func fastZeroSlowAndIgnore() throws {
+        let s = try Scratch()
+        let cmd = try script(s, """
+            h.connect_uri(os.environ["uri"])
+            try:
+                h.zero(512, 0, nbd.CMD_FLAG_FAST_ZERO)
+                print("fast ok")
+            except nbd.Error as e:
+                print("fast", e.errno)
+            """)
+        let (slow, slowLog, slowUp) = try run(s, ["--fastzeromode", "slow"], cmd)
+        #expect(slow.output.contains("fast ENOTSUP"), "\(slow.output)")
+        #expect(slowLog.contains("...Zero id=1 return=-1 error=ENOTSUP"))
+        #expect(requestCounts(slowUp).isEmpty, "\(slowUp)")
+        let s2 = try Scratch()
+        let cmd2 = try script(s2, """
+            h.connect_uri(os.environ["uri"])
+            h.zero(512, 0, nbd.CMD_FLAG_FAST_ZERO)
+            print("fast ok")
+            """)
+        let (ignore, ignoreLog, ignoreUp) = try run(s2, ["--fastzeromode", "ignore"], cmd2)
+        #expect(ignore.output.contains("fast ok"), "\(ignore.output)")
+        // The client's request carried FAST_ZERO; upstream got it without.
+        #expect(requestCounts(ignoreLog)["Zero trim=1 fua=0 fast=1"] == 1)
+        #expect(requestCounts(ignoreUp)["Zero trim=1 fua=0 fast=0"] == 1, "\(ignoreUp)")
+    }
+
+    @Test func profileAndUnavailableOptions() throws {
+        let s = try Scratch()
+        let cmd = try script(s, """
+            h.connect_uri(os.environ["uri"])
+            print("sr", h.get_structured_replies_negotiated(), "fz", h.can_fast_zero(), "cache", h.can_cache())
+            """)
+        let (r, _, _) = try run(s, ["--emulate", "nbd-server-3.24"], cmd)
+        #expect(r.output.contains("sr False fz False cache False"), "\(r.output)")
+        let s2 = try Scratch()
+        let sock = try s2.nbdkit(["memory", "1M"])
+        let bad = try s2.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--handshake", "oldstyle", "--run", "true"])
+        #expect(bad.status != 0 && bad.output.contains("not available yet"), "\(bad.output)")
+        let bad2 = try s2.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--mask", "no-such", "--run", "true"])
+        #expect(bad2.status != 0 && bad2.output.contains("no-such"), "\(bad2.output)")
+    }
+
+    /// In emulation mode every byte still goes through the message-by-message relay: a
+    /// session of every command and a 64 MiB copy over four connections come out right, and
+    /// nbdkit sees the same requests as the client sent.
+    @Test func editedRelayCarriesRealTraffic() throws {
+        try Peers.require("nbdcopy")
+        let s = try Scratch()
+        let sock = try s.nbdkit(["memory", "64M"])
+        let src = s.path("src.img")
+        try s.run("python3", ["-c", "import os; open('\(src)','wb').write(os.urandom(64 << 20))"])
+        try NBDKitProxyTests.everyCommand.write(toFile: s.path("every.py"), atomically: true, encoding: .utf8)
+        let cmd = "nbdsh -c 'import os' -c \"exec(open('\(s.path("every.py"))').read())\" && "
+            + "nbdcopy --connections=4 --threads=4 \(src) $uri && nbdcopy $uri \(s.path("back.img"))"
+        let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--quiet", "--log", s.path("px.log"),
+                                         "--mask", "rotational", "--run", cmd], timeout: 300)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(FileManager.default.contentsEqual(atPath: src, andPath: s.path("back.img")))
+        let px = try String(contentsOfFile: s.path("px.log"), encoding: .utf8)
+        let up = try String(contentsOfFile: s.path("nbdkit.log"), encoding: .utf8)
+        #expect(requestCounts(px) == requestCounts(up))
+        #expect(replyCounts(px) == replyCounts(up))
+        #expect(!px.contains("Violation"))
+    }
+}
