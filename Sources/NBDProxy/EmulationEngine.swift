@@ -33,9 +33,35 @@ final class EmulationEngine {
     struct Edit {
         var start: UInt64
         var end: UInt64
-        /// nil drops the range.
-        var replacement: ByteBuffer?
+        /// Bytes sent instead of the range (none: the range is dropped).
+        var replacement: [ByteBuffer] = []
+
+        init(start: UInt64, end: UInt64, replacement: [ByteBuffer] = []) {
+            self.start = start
+            self.end = end
+            self.replacement = replacement
+        }
     }
+
+    /// A client WRITE_ZEROES served by WRITEs of zeroes: the pieces still unanswered and
+    /// the first error, so the client gets one reply when the last piece is answered.
+    struct EmulatedZero {
+        var request: RequestHeader
+        var remaining: Int
+        var error: ErrorValue = .ok
+    }
+    /// Cookies of nbdtap's own WRITEs, to the client cookie they serve. The client never
+    /// sees them: their replies are dropped.
+    var ownCookies: [UInt64: UInt64] = [:]
+    var emulatedZeroes: [UInt64: EmulatedZero] = [:]
+    var nextOwnCookie: UInt64 = 0x6e62_6474_6170_0000  // "nbdtap" in the high bytes
+    /// Zeroes shared by every emulated WRITE of every connection (sliced, never copied,
+    /// allocated on first use).
+    static let zeroes: ByteBuffer = {
+        var b = ByteBufferAllocator().buffer(capacity: Int(ZeroWrites.defaultPieceLength))
+        b.writeRepeatingByte(0, count: Int(ZeroWrites.defaultPieceLength))
+        return b
+    }()
 
     /// What one read turns into.
     struct Output {
@@ -77,7 +103,7 @@ final class EmulationEngine {
                     if h != r.header {
                         var bytes = ByteBufferAllocator().buffer(capacity: h.wireLength)
                         h.write(to: &bytes)
-                        clientEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(h.wireLength), replacement: bytes))
+                        clientEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(h.wireLength), replacement: [bytes]))
                     }
                 case .answer(let error, let reason):
                     clientEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(r.header.wireLength)))
@@ -85,9 +111,11 @@ final class EmulationEngine {
                     pendingReplies.append(reply(to: r.header, error: error))
                     session.note("Emulate", [("id", String(r.id)), ("answered", "NBD_CMD_\(r.header.command.name)"),
                                              ("error", error.name), ("reason", "\(reason)")])
-                case .emulateZero:
-                    // Refused when the options were read (ProxyCommand), never reached.
-                    out.close = "emulated zeroing is not available yet"
+                case .emulateZero(let writes):
+                    clientEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(r.header.wireLength),
+                                            replacement: emulate(r.header, writes)))
+                    session.note("Emulate", [("id", String(r.id)), ("zero_as_writes", String(writes.count))])
+                    if writes.isEmpty { pendingReplies.append(reply(to: r.header, error: .ok)) }
                 }
             case .payload(let cookie, let span) where span.direction == .clientToServer:
                 if droppedCookies.remove(cookie) != nil {
@@ -140,7 +168,7 @@ final class EmulationEngine {
                 patched.globalAndTransmissionFlags = (g.globalAndTransmissionFlags & 0xffff_0000) | UInt32(shown.rawValue)
                 var bytes = ByteBufferAllocator().buffer(capacity: ServerGreeting.oldstyleLength)
                 ServerGreeting.oldstyle(patched).write(to: &bytes)
-                upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(ServerGreeting.oldstyleLength), replacement: bytes))
+                upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(ServerGreeting.oldstyleLength), replacement: [bytes]))
             case .optionReply(let h, let data, _):
                 if h.type == .ack && h.option == .structuredReply { structured = true }
                 if h.type == .ack && h.option == .extendedHeaders { structured = true; extended = true }
@@ -151,7 +179,7 @@ final class EmulationEngine {
                     var bytes = ByteBufferAllocator().buffer(capacity: OptionReplyHeader.length + 12)
                     OptionReplyHeader(option: h.option, type: .info, dataLength: 12).write(to: &bytes)
                     InfoPayload.export(size: size, flags: shown).write(to: &bytes)
-                    upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(bytes.readableBytes), replacement: bytes))
+                    upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(bytes.readableBytes), replacement: [bytes]))
                 }
             case .exportNameReply(let r):
                 upstreamFlags = r.flags
@@ -160,7 +188,13 @@ final class EmulationEngine {
                 patched.flags = shown
                 var bytes = ByteBufferAllocator().buffer(capacity: 134)
                 patched.write(to: &bytes)
-                upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(bytes.readableBytes), replacement: bytes))
+                upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(bytes.readableBytes), replacement: [bytes]))
+            case .simpleReply(let h) where ownCookies[h.cookie] != nil:
+                upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(SimpleReplyHeader.length)))
+            case .replyChunk(let h, _) where ownCookies[h.cookie] != nil:
+                upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(h.wireLength) + h.length))
+            case .completed(let c) where ownCookies[c.request.cookie] != nil:
+                pieceAnswered(c)
             case .transmissionStarted(let info):
                 session.note("Emulate", [("upstream_eflags", "0x" + String(info.flags.rawValue, radix: 16)),
                                          ("shown_eflags", "0x" + String(shown.rawValue, radix: 16))])
@@ -177,6 +211,49 @@ final class EmulationEngine {
         out.toClient = relayed + releaseReplies(session)
         session.flushLog()
         return out
+    }
+
+    /// The WRITEs of zeroes standing in for a client's WRITE_ZEROES, in order, each with a
+    /// cookie of nbdtap's own and a slice of the shared zero buffer as payload.
+    func emulate(_ request: RequestHeader, _ writes: ZeroWrites) -> [ByteBuffer] {
+        var out: [ByteBuffer] = []
+        if !writes.isEmpty {
+            emulatedZeroes[request.cookie] = EmulatedZero(request: request, remaining: writes.count)
+        }
+        for w in writes {
+            let cookie = nextOwnCookie
+            nextOwnCookie &+= 1
+            ownCookies[cookie] = request.cookie
+            var header = ByteBufferAllocator().buffer(capacity: RequestHeader.extendedLength)
+            var flags: CommandFlags = w.fua ? .fua : []
+            if extended { flags.insert(.payloadLen) }
+            RequestHeader(flags: flags, command: .write, cookie: cookie, offset: w.offset, length: UInt64(w.length),
+                          extended: extended).write(to: &header)
+            out.append(header)
+            var left = Int(w.length)
+            while left > 0 {
+                let z = Self.zeroes
+                let n = min(left, z.readableBytes)
+                out.append(z.getSlice(at: z.readerIndex, length: n)!)
+                left -= n
+            }
+        }
+        return out
+    }
+
+    /// One of nbdtap's WRITEs was answered: when it is the last of its WRITE_ZEROES, the
+    /// client gets its reply (the first error, or success).
+    func pieceAnswered(_ c: CompletedRequest) {
+        guard let clientCookie = ownCookies.removeValue(forKey: c.request.cookie),
+              var z = emulatedZeroes[clientCookie] else { return }
+        z.remaining -= 1
+        if z.error == .ok && c.outcome == .replied && c.error != .ok { z.error = c.error }
+        if z.remaining > 0 {
+            emulatedZeroes[clientCookie] = z
+            return
+        }
+        emulatedZeroes[clientCookie] = nil
+        pendingReplies.append(reply(to: z.request, error: z.error))
     }
 
     /// nbdtap's replies, once the stream relayed to the client is between messages.
@@ -202,9 +279,9 @@ final class EmulationEngine {
                 }
                 let stop = min(edit.end, decided)
                 _ = window.take(upTo: stop)
-                if let r = edit.replacement {
-                    out.append(r)
-                    edit.replacement = nil
+                if !edit.replacement.isEmpty {
+                    out += edit.replacement
+                    edit.replacement = []
                 }
                 if stop >= edit.end {
                     edits.removeFirst()

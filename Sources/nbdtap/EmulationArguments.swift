@@ -23,7 +23,7 @@ struct EmulationArguments: ParsableArguments {
     @Flag(name: .customLong("no-tls"), help: "Refuse NBD_OPT_STARTTLS.")
     var noTLS = false
 
-    @Option(name: .long, help: "none | notrim | plugin (as nbdkit's nozero filter; emulate is not available yet).")
+    @Option(name: .long, help: "none | emulate | notrim | plugin (as nbdkit's nozero filter).")
     var zeromode: String?
     @Option(name: .long, help: "none | slow | ignore | default (as nbdkit's nozero filter).")
     var fastzeromode: String?
@@ -64,9 +64,6 @@ struct EmulationArguments: ParsableArguments {
         // Not wired into the relay yet (see Docs/emulation.md): refuse rather than pretend.
         if o.handshake != .newstyle || !o.maskedHandshake.isEmpty {
             throw ValidationError("handshake emulation (--handshake, --mask-handshake, the oldstyle profile) is not available yet")
-        }
-        if o.zeroMode == .emulate {
-            throw ValidationError("--zeromode emulate is not available yet")
         }
         return o
     }

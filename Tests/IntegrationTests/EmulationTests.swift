@@ -148,4 +148,66 @@ struct EmulationTests {
         #expect(replyCounts(px) == replyCounts(up))
         #expect(!px.contains("Violation"))
     }
+
+    /// The seed's first demonstration: nbdkit with delayed writes and zeroes behind
+    /// `--zeromode emulate`. A zero becomes a (delayed) WRITE upstream and succeeds; a fast
+    /// zero fails with ENOTSUP from nbdtap without reaching the upstream.
+    @Test func zeromodeEmulateSeedDemonstration() throws {
+        let s = try Scratch()
+        let sock = try s.nbdkit(["--filter=delay", "memory", "1M", "delay-write=3", "delay-zero=3"])
+        let cmd = try script(s, """
+            import time
+            h.connect_uri(os.environ["uri"])
+            t = time.time()
+            h.zero(512, 0)
+            print("zero ok %.2f" % (time.time() - t))
+            try:
+                h.zero(512, 0, nbd.CMD_FLAG_FAST_ZERO)
+                print("fast ok")
+            except nbd.Error as e:
+                print("fast", e.errno)
+            """)
+        let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--quiet", "--log", s.path("px.log"),
+                                         "--zeromode", "emulate", "--run", cmd])
+        #expect(r.status == 0, "\(r.output)")
+        let elapsed = r.output.split(separator: "\n").first { $0.hasPrefix("zero ok ") }.flatMap { Double($0.dropFirst(8)) }
+        #expect((elapsed ?? 0) >= 3.0, "\(r.output)")  // the WRITE went through the 3 s delay
+        #expect(r.output.contains("fast ENOTSUP"), "\(r.output)")
+        let up = try String(contentsOfFile: s.path("nbdkit.log"), encoding: .utf8)
+        #expect(requestCounts(up) == ["Write fua=0": 1], "\(up)")
+        let counted = try s.run("/bin/sh", ["-c", #"sed -n '/Zero.*\.\./ s/.*\(fast=.\).*/\1/p' "# + s.path("px.log") + " | sort | uniq -c"])
+        #expect(counted.output.contains("1 fast=0") && counted.output.contains("1 fast=1"), "\(counted.output)")
+    }
+
+    /// Emulated zeroes are split into WRITEs of at most 32 MiB (nbdkit's blocksize filter
+    /// advertises no lower maximum: it splits for its plugin itself), FUA reaches every
+    /// piece, and the zeroed range reads back as zeroes between untouched data.
+    @Test func emulatedZeroesAreSplitAndReadBackAsZeroes() throws {
+        let s = try Scratch()
+        let sock = try s.nbdkit(["memory", "96M"])
+        let cmd = try script(s, """
+            h.connect_uri(os.environ["uri"])
+            size = 82 << 20
+            for off in range(0, size, 8 << 20):
+                h.pwrite(b"\\xaa" * (8 << 20), off)
+            h.zero(80 << 20, 512, nbd.CMD_FLAG_FUA)
+            ok = h.pread(512, 0) == b"\\xaa" * 512
+            for off in range(512, 512 + (80 << 20), 8 << 20):
+                ok = ok and h.pread(min(8 << 20, 512 + (80 << 20) - off), off) == bytes(min(8 << 20, 512 + (80 << 20) - off))
+            ok = ok and h.pread(1024, 512 + (80 << 20)) == b"\\xaa" * 1024
+            print("readback", ok)
+            """)
+        let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--quiet", "--log", s.path("px.log"),
+                                         "--zeromode", "emulate", "--run", cmd], timeout: 300)
+        #expect(r.status == 0 && r.output.contains("readback True"), "\(r.output)")
+        let up = try String(contentsOfFile: s.path("nbdkit.log"), encoding: .utf8)
+        let counts = requestCounts(up)
+        #expect(counts.keys.filter { $0.hasPrefix("Zero") }.isEmpty, "\(counts)")
+        // 80 MiB as 32 + 32 + 16 MiB, each with FUA.
+        #expect(counts["Write fua=1"] == 3, "\(counts)")
+        #expect(up.contains("count=0x2000000 fua=1") && up.contains("count=0x1000000 fua=1"))
+        let px = try String(contentsOfFile: s.path("px.log"), encoding: .utf8)
+        #expect(px.contains("zero_as_writes=3"))
+        #expect(px.contains("...Zero id=12 return=0"), "\(px)")
+    }
 }
