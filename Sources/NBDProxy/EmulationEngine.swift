@@ -83,6 +83,9 @@ final class EmulationEngine {
         session.tap.feed(.clientToServer, buffer, at: wallClockNanoseconds(), logText: &session.logText)
         for e in session.tap.events where e.direction == .clientToServer {
             switch e.kind {
+            case .clientFlags(let f) where !options.acceptsClientFlags(f):
+                // The spec: a server drops a client that sets a flag it did not offer.
+                out.close = "client flags 0x\(String(f.rawValue, radix: 16)) use a handshake flag nbdtap hid"
             case .option(let h, _):
                 switch options.optionDecision(h.option) {
                 case .forward:
@@ -161,6 +164,24 @@ final class EmulationEngine {
         upstream.feed(.serverToClient, buffer, at: 0, into: &upstreamEvents)
         for e in upstreamEvents where e.direction == .serverToClient {
             switch e.kind {
+            case .serverGreeting(.newstyle(let f)) where options.handshake == .oldstyle:
+                // nbdtap negotiates upstream itself; the client gets an oldstyle greeting
+                // once the export is open (see openExportForOldstyleClient).
+                upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(ServerGreeting.newstyleLength)))
+                out.toUpstream += openExportForOldstyleClient(upstreamHandshake: f)
+            case .serverGreeting(.newstyle(let f)):
+                let shownHandshake = options.handshakeFlags(upstream: f)
+                if shownHandshake != f {
+                    var bytes = ByteBufferAllocator().buffer(capacity: ServerGreeting.newstyleLength)
+                    ServerGreeting.newstyle(shownHandshake).write(to: &bytes)
+                    upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(ServerGreeting.newstyleLength), replacement: [bytes]))
+                }
+            case .optionReply(let h, let data, _) where options.handshake == .oldstyle:
+                // Replies to nbdtap's own GO: never shown to the client.
+                upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(OptionReplyHeader.length) + UInt64(h.dataLength)))
+                if case .info(.export(_, let flags)) = data { upstreamFlags = flags }
+                if case .info(.blockSize(_, _, let maximum)) = data { maxPayload = maximum }
+                if h.type.isError { out.close = "upstream refused NBD_OPT_GO: NBD_REP_\(h.type.name)" }
             case .serverGreeting(.oldstyle(let g)):
                 upstreamFlags = g.transmissionFlags
                 shown = options.shownFlags(upstream: upstreamFlags, structuredOrExtended: false)
@@ -195,6 +216,13 @@ final class EmulationEngine {
                 upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(h.wireLength) + h.length))
             case .completed(let c) where ownCookies[c.request.cookie] != nil:
                 pieceAnswered(c)
+            case .transmissionStarted(let info) where options.handshake == .oldstyle && info.style != .oldstyle:
+                shown = options.shownFlags(upstream: info.flags, structuredOrExtended: false)
+                var greeting = ByteBufferAllocator().buffer(capacity: ServerGreeting.oldstyleLength)
+                ServerGreeting.oldstyle(OldstyleGreeting(size: info.size, globalAndTransmissionFlags: UInt32(shown.rawValue))).write(to: &greeting)
+                pendingReplies.append(greeting)
+                session.note("Emulate", [("handshake", "oldstyle"), ("upstream_eflags", "0x" + String(info.flags.rawValue, radix: 16)),
+                                         ("shown_eflags", "0x" + String(shown.rawValue, radix: 16))])
             case .transmissionStarted(let info):
                 session.note("Emulate", [("upstream_eflags", "0x" + String(info.flags.rawValue, radix: 16)),
                                          ("shown_eflags", "0x" + String(shown.rawValue, radix: 16))])
@@ -204,6 +232,10 @@ final class EmulationEngine {
                 break
             }
         }
+        for b in out.toUpstream {
+            var ignored: [ConversationEvent] = []
+            upstream.feed(.clientToServer, b, at: 0, into: &ignored)
+        }
         let relayed = relay(&fromUpstream, &upstreamEdits, upTo: upstream.decidedOffset(.serverToClient))
         for b in relayed {
             session.tap.feed(.serverToClient, b, at: wallClockNanoseconds(), logText: &session.logText)
@@ -211,6 +243,23 @@ final class EmulationEngine {
         out.toClient = relayed + releaseReplies(session)
         session.flushLog()
         return out
+    }
+
+    /// `--handshake oldstyle`: nbdtap answers the upstream's newstyle greeting as a client
+    /// would (client flags, then NBD_OPT_GO for the default export with no structured
+    /// replies, which an oldstyle client could not read); the client's oldstyle greeting
+    /// is sent when the upstream acknowledges.
+    func openExportForOldstyleClient(upstreamHandshake f: HandshakeFlags) -> [ByteBuffer] {
+        var b = ByteBufferAllocator().buffer(capacity: 64)
+        var flags: ClientFlags = []
+        if f.contains(.fixedNewstyle) { flags.insert(.fixedNewstyle) }
+        if f.contains(.noZeroes) { flags.insert(.noZeroes) }
+        b.writeInteger(flags.rawValue)
+        var data = ByteBufferAllocator().buffer(capacity: 16)
+        InfoRequest(exportName: "", requests: [.blockSize]).write(to: &data)
+        OptionHeader(option: .go, dataLength: UInt32(data.readableBytes)).write(to: &b)
+        b.writeBuffer(&data)
+        return [b]
     }
 
     /// The WRITEs of zeroes standing in for a client's WRITE_ZEROES, in order, each with a

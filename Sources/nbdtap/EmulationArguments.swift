@@ -30,9 +30,9 @@ struct EmulationArguments: ParsableArguments {
     @Option(name: .long, help: "A profile from `nbdtap profiles`.")
     var emulate: String?
 
-    @Option(name: .customLong("mask-handshake"), help: "fixed-newstyle,no-zeroes (not available yet).")
+    @Option(name: .customLong("mask-handshake"), help: "Hide handshake flags: fixed-newstyle, no-zeroes.")
     var maskHandshake: String?
-    @Option(name: .long, help: "oldstyle: show the client an oldstyle server (not available yet).")
+    @Option(name: .long, help: "oldstyle: show the client an oldstyle server while nbdtap negotiates newstyle upstream.")
     var handshake: String?
 
     var tokens: [String] {
@@ -60,10 +60,6 @@ struct EmulationArguments: ParsableArguments {
             o = try EmulationOptions(arguments: tokens)
         } catch {
             throw ValidationError("\(error)")
-        }
-        // Not wired into the relay yet (see Docs/emulation.md): refuse rather than pretend.
-        if o.handshake != .newstyle || !o.maskedHandshake.isEmpty {
-            throw ValidationError("handshake emulation (--handshake, --mask-handshake, the oldstyle profile) is not available yet")
         }
         return o
     }

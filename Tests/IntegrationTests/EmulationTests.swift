@@ -120,8 +120,6 @@ struct EmulationTests {
         #expect(r.output.contains("sr False fz False cache False"), "\(r.output)")
         let s2 = try Scratch()
         let sock = try s2.nbdkit(["memory", "1M"])
-        let bad = try s2.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--handshake", "oldstyle", "--run", "true"])
-        #expect(bad.status != 0 && bad.output.contains("not available yet"), "\(bad.output)")
         let bad2 = try s2.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--mask", "no-such", "--run", "true"])
         #expect(bad2.status != 0 && bad2.output.contains("no-such"), "\(bad2.output)")
     }
@@ -209,5 +207,61 @@ struct EmulationTests {
         let px = try String(contentsOfFile: s.path("px.log"), encoding: .utf8)
         #expect(px.contains("zero_as_writes=3"))
         #expect(px.contains("...Zero id=12 return=0"), "\(px)")
+    }
+
+    /// `--handshake oldstyle`: the client sees an oldstyle server (nbdinfo says so) while
+    /// nbdtap negotiates newstyle with nbdkit; `--mask-handshake` hides handshake flags.
+    @Test func handshakeEmulation() throws {
+        let s = try Scratch()
+        let cmd = "nbdinfo --json $uri | grep protocol; " + (try script(s, """
+            h.connect_uri(os.environ["uri"])
+            h.pwrite(b"old" * 100, 0)
+            print("data", h.pread(300, 0) == b"old" * 100, h.get_protocol())
+            """))
+        let (r, px, up) = try run(s, ["--handshake", "oldstyle"], cmd)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("\"protocol\": \"oldstyle\"") && r.output.contains("data True oldstyle"), "\(r.output)")
+        #expect(px.contains("Greeting style=oldstyle"))
+        #expect(px.contains("Emulate handshake=oldstyle"))
+        #expect(requestCounts(up)["Write fua=0"] == 1)
+        let s2 = try Scratch()
+        let cmd2 = "nbdinfo --json $uri | grep protocol"
+        let (r2, px2, _) = try run(s2, ["--mask-handshake", "fixed-newstyle,no-zeroes"], cmd2)
+        #expect(r2.status == 0 && r2.output.contains("\"protocol\": \"newstyle\""), "\(r2.output)")
+        #expect(px2.contains("Greeting style=newstyle flags=0x0"))
+    }
+
+    /// Every `--no-...` option: the client sees the option refused, and falls back.
+    @Test(arguments: [("--no-meta-contexts", "meta False"), ("--no-extended-headers", "ext False"),
+                      ("--no-go", "Option opt=EXPORT_NAME"), ("--no-list", "list refused"), ("--no-tls", "tls refused")])
+    func optionRefusal(_ option: String, _ expected: String) throws {
+        let s = try Scratch()
+        let cmd = "nbdinfo --list $uri >/dev/null 2>&1 || echo 'list refused'; " + (try script(s, """
+            h.add_meta_context("base:allocation")
+            h.set_opt_mode(True)
+            h.connect_uri(os.environ["uri"])
+            try:
+                h.opt_go()
+            except nbd.Error:
+                print("go refused")
+                h.set_opt_mode(False)
+                h2 = nbd.NBD()
+                h2.set_request_meta_context(False) if hasattr(h2, "set_request_meta_context") else None
+            print("meta", h.can_meta_context("base:allocation") if h.aio_is_ready() else False,
+                  "ext", h.get_extended_headers_negotiated() if hasattr(h, "get_extended_headers_negotiated") else False)
+            """)) + "; nbdsh -c 'h.set_tls(nbd.TLS_REQUIRE)' -c 'import os' -c 'h.connect_uri(os.environ[\"uri\"])' >/dev/null 2>&1 || echo 'tls refused'"
+        let (r, px, _) = try run(s, [option], cmd)
+        // --no-go: libnbd falls back to EXPORT_NAME, which the log shows.
+        #expect(r.output.contains(expected) || px.contains(expected), "\(option): \(r.output)")
+        #expect(px.contains("reply=NBD_REP_ERR_UNSUP") || option == "--no-extended-headers", "\(px)")
+    }
+
+    /// Each `--mask` feature is hidden from nbdinfo's view of the export.
+    @Test(arguments: [("fua", "fua"), ("flush", "flush"), ("cache", "cache"), ("df", "df"), ("multi-conn", "multi-conn"),
+                      ("write-zeroes", "zero"), ("trim", "trim"), ("fast-zero", "fast-zero")])
+    func maskEachFeature(_ feature: String, _ can: String) throws {
+        let s = try Scratch()
+        let (r, _, _) = try run(s, ["--mask", feature], "nbdinfo --can \(can) $uri; echo \"can $?\"")
+        #expect(r.output.contains("can 2"), "\(feature): \(r.output)")
     }
 }
