@@ -53,7 +53,12 @@ extension EmulationOptions {
         if request.flags.contains(.fastZero) {
             // Not advertised: the spec's EINVAL. nbdkit 1.32 aborts here (assertion in
             // backend_zero, fixture nozero.json); nbdtap must not.
-            return shown.contains(.sendFastZero) ? .answer(.enotsup, .fastZeroEmulated) : .answer(.einval, .hiddenFlag(.fastZero))
+            if !shown.contains(.sendFastZero) { return .answer(.einval, .hiddenFlag(.fastZero)) }
+            // `ignore` strips the flag and the zero is written, as the 2019 nozero filter
+            // did and as the issue defines ignore ("strips the flag before forwarding").
+            // nbdkit 1.32's core fails it instead (fixture nozero.json): a deliberate
+            // difference, which gives the seed's bipolar case (Docs/emulation.md).
+            if fastZeroMode != .ignore { return .answer(.enotsup, .fastZeroEmulated) }
         }
         guard let writes = ZeroWrites(offset: request.offset, length: request.length, maxPayload: maxPayload,
                                       fua: request.flags.contains(.fua)) else {
