@@ -264,4 +264,44 @@ struct EmulationTests {
         let (r, _, _) = try run(s, ["--mask", feature], "nbdinfo --can \(can) $uri; echo \"can $?\"")
         #expect(r.output.contains("can 2"), "\(feature): \(r.output)")
     }
+
+    /// The zero modes with a real client: none hides write zeroes, notrim forces NO_HOLE
+    /// upstream, plugin leaves them to the upstream.
+    @Test func zeroModesNoneNotrimPlugin() throws {
+        let s = try Scratch()
+        let (none, _, _) = try run(s, ["--zeromode", "none"], "nbdinfo --can zero $uri; echo \"can zero $?\"")
+        #expect(none.output.contains("can zero 2"), "\(none.output)")
+        let s2 = try Scratch()
+        let zero = try script(s2, """
+            h.connect_uri(os.environ["uri"])
+            h.zero(4096, 0)
+            print("zero ok")
+            """)
+        let (notrim, _, notrimUp) = try run(s2, ["--zeromode", "notrim"], zero)
+        #expect(notrim.output.contains("zero ok"), "\(notrim.output)")
+        #expect(requestCounts(notrimUp) == ["Zero trim=0 fua=0 fast=0": 1], "\(notrimUp)")
+        let s3 = try Scratch()
+        let zero3 = try script(s3, """
+            h.connect_uri(os.environ["uri"])
+            h.zero(4096, 0)
+            print("zero ok")
+            """)
+        let (plugin, _, pluginUp) = try run(s3, ["--zeromode", "plugin"], zero3)
+        #expect(plugin.output.contains("zero ok"), "\(plugin.output)")
+        #expect(requestCounts(pluginUp) == ["Zero trim=1 fua=0 fast=0": 1], "\(pluginUp)")
+    }
+
+    /// Every profile, through nbdinfo's view of nbdkit: the protocol and the capabilities
+    /// the profile hides.
+    @Test(arguments: [("oldstyle", "\"protocol\": \"oldstyle\"", "can_fast_zero"),
+                      ("pre-fast-zero", "\"can_fast_zero\": false", "can_fast_zero"),
+                      ("pre-structured-replies", "\"can_df\": false", "can_df"),
+                      ("nbd-server-3.24", "\"can_cache\": false", "can_cache"),
+                      ("qemu-nbd-7.2", "\"can_multi_conn\": false", "can_multi_conn"),
+                      ("nbdkit-1.32", "\"can_fast_zero\": true", "can_fast_zero")])
+    func profiles(_ profile: String, _ expected: String, _ key: String) throws {
+        let s = try Scratch()
+        let (r, _, _) = try run(s, ["--emulate", profile], "nbdinfo --json $uri")
+        #expect(r.status == 0 && r.output.contains(expected), "\(profile): \(r.output)")
+    }
 }
