@@ -11,6 +11,8 @@ public struct ProxyConfiguration: Sendable {
     public var drainSeconds: Double = 5
     /// Seconds a connection may stay half-open after the client's EOF.
     public var halfCloseSeconds: Double = 5
+    /// Busy-polling window at queue depth 1, in microseconds (0: never poll).
+    public var idlePollMicroseconds = 400
     /// Legacy-peer emulation; transparent relays skip the engine entirely.
     public var emulation = EmulationOptions.transparent
 

@@ -18,16 +18,18 @@ public final class ProxyServer: @unchecked Sendable {
     let lock = NIOLock()
     var sessions: [Int: ProxySession] = [:]
     var nextID = 1
-    var serverChannel: Channel?
+    var acceptor: Acceptor?
     /// `--pcap`: records both legs of every connection, when set before `start()`.
     public var pcap: PcapRecorder?
     /// Called with the text of each connection's statistics when it closes.
+    let poller: IdlePoller
     public var onConnectionClosed: (@Sendable (Int, ConnectionStats) -> Void)?
 
     public init(config: ProxyConfiguration, sink: LogSink?, threads: Int = System.coreCount) {
         self.config = config
         self.sink = sink
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        self.poller = IdlePoller(windowMicroseconds: config.idlePollMicroseconds)
     }
 
     /// Socket tuning shared by both legs: large reads (payloads move in big slices; at
@@ -45,34 +47,37 @@ public final class ProxyServer: @unchecked Sendable {
     }
 
     /// Binds the listening socket; returns the bound endpoint (the real port for port 0).
+    /// The socket is nbdtap's own (Sockets.swift) so that each accepted descriptor is
+    /// known to the idle poller; NIO does the I/O once the descriptor is handed to it.
     @discardableResult
     public func start() throws -> NBDURI.Endpoint {
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.recvAllocator, value: Self.recvAllocator)
-            .childChannelOption(.writeBufferWaterMark, value: Self.watermark)
-            .childChannelInitializer { [unowned self] ch in self.accept(ch) }
-        let channel: Channel
-        switch config.listen {
-        case .tcp(let host, let port):
-            channel = try bootstrap.bind(host: host, port: port).wait()
-        case .unix(let path):
-            channel = try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
-            chmod(path, 0o600)
-        }
-        serverChannel = channel
-        switch config.listen {
-        case .tcp(let host, _):
-            return .tcp(host: host, port: channel.localAddress?.port ?? 0)
-        case .unix:
-            return config.listen
-        }
+        let (fd, bound) = try Sockets.listen(config.listen, backlog: 256)
+        let acceptor = Acceptor(listenFD: fd, onAccept: { [unowned self] client in self.adopt(client) },
+                                onError: { message in
+                                    var line = "nbdtap: \(message)\n"
+                                    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+                                })
+        self.acceptor = acceptor
+        acceptor.start()
+        return bound
     }
 
-    func accept(_ client: Channel) -> EventLoopFuture<Void> {
+    /// Registers an accepted client socket with one of the event loops.
+    func adopt(_ fd: Int32) {
+        ClientBootstrap(group: group.next())
+            .channelOption(.autoRead, value: false)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.recvAllocator, value: Self.recvAllocator)
+            .channelOption(.writeBufferWaterMark, value: Self.watermark)
+            .channelInitializer { [unowned self] ch in self.accept(ch, descriptor: fd) }
+            .withConnectedSocket(fd)
+            .whenFailure { error in
+                var line = "nbdtap: cannot serve an accepted connection: \(error)\n"
+                line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+            }
+    }
+
+    func accept(_ client: Channel, descriptor clientFD: Int32) -> EventLoopFuture<Void> {
         let id: Int = lock.withLock {
             defer { nextID += 1 }
             return nextID
@@ -84,6 +89,8 @@ public final class ProxyServer: @unchecked Sendable {
             self.onConnectionClosed?(s.id, s.tap.stats)
         }
         if !config.emulation.isTransparent { session.engine = EmulationEngine(options: config.emulation) }
+        if poller.enabled { session.poller = poller }
+        session.clientDescriptor = clientFD
         lock.withLock { sessions[id] = session }
         let clientSide = RelayHandler(direction: .clientToServer, session: session)
         let upstreamSide = RelayHandler(direction: .serverToClient, session: session)
@@ -94,8 +101,9 @@ public final class ProxyServer: @unchecked Sendable {
         clientSide.onActive = { [unowned self] in
             self.connectUpstream(on: client.eventLoop, handler: upstreamSide, connection: id).whenComplete { result in
                 switch result {
-                case .success(let up):
+                case .success(let (up, upFD)):
                     session.upstream = up
+                    session.upstreamDescriptor = upFD
                     if session.closing {
                         up.close(promise: nil)
                         return
@@ -113,25 +121,29 @@ public final class ProxyServer: @unchecked Sendable {
         return Self.isTCP(client) ? added.flatMap { client.setOption(.socketOption(.tcp_nodelay), value: 1) } : added
     }
 
-    func connectUpstream(on loop: EventLoop, handler: RelayHandler, connection id: Int) -> EventLoopFuture<Channel> {
+    /// Connects upstream on the thread pool (a TCP connect may take up to 10 s) with a
+    /// socket of nbdtap's own, then hands it to the client's event loop.
+    func connectUpstream(on loop: EventLoop, handler: RelayHandler, connection id: Int) -> EventLoopFuture<(Channel, Int32)> {
         var unix = false
         if case .unix = config.upstream { unix = true }
         let recorder = pcap
-        let bootstrap = ClientBootstrap(group: loop)
-            .channelOption(.autoRead, value: false)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.recvAllocator, value: Self.recvAllocator)
-            .channelOption(.writeBufferWaterMark, value: Self.watermark)
-            .connectTimeout(.seconds(10))
-            .channelInitializer { ch in
-                var handlers: [ChannelHandler] = [handler]
-                if let recorder { handlers.insert(recorder.upstreamLegHandler(connection: id, unix: unix), at: 0) }
-                let added = ch.pipeline.addHandlers(handlers)
-                return Self.isTCP(ch) ? added.flatMap { ch.setOption(.socketOption(.tcp_nodelay), value: 1) } : added
-            }
-        switch config.upstream {
-        case .tcp(let host, let port): return bootstrap.connect(host: host, port: port)
-        case .unix(let path): return bootstrap.connect(unixDomainSocketPath: path)
+        let endpoint = config.upstream
+        return NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
+            try Sockets.connect(endpoint, timeoutMilliseconds: 10_000)
+        }.flatMap { fd in
+            ClientBootstrap(group: loop)
+                .channelOption(.autoRead, value: false)
+                .channelOption(.allowRemoteHalfClosure, value: true)
+                .channelOption(.recvAllocator, value: Self.recvAllocator)
+                .channelOption(.writeBufferWaterMark, value: Self.watermark)
+                .channelInitializer { ch in
+                    var handlers: [ChannelHandler] = [handler]
+                    if let recorder { handlers.insert(recorder.upstreamLegHandler(connection: id, unix: unix), at: 0) }
+                    let added = ch.pipeline.addHandlers(handlers)
+                    return Self.isTCP(ch) ? added.flatMap { ch.setOption(.socketOption(.tcp_nodelay), value: 1) } : added
+                }
+                .withConnectedSocket(fd)
+                .map { ($0, fd) }
         }
     }
 
@@ -141,7 +153,8 @@ public final class ProxyServer: @unchecked Sendable {
     /// and ends (ProxySession+Drain.swift). Connections still open after `drainSeconds`
     /// are closed, then the log is flushed.
     public func shutdown() {
-        try? serverChannel?.close().wait()
+        acceptor?.stop()
+        acceptor = nil
         for s in lock.withLock({ Array(sessions.values) }) { s.eventLoop.execute { s.drain() } }
         let deadline = wallClockNanoseconds() + UInt64(config.drainSeconds * 1e9)
         while activeConnections > 0 && wallClockNanoseconds() < deadline { usleep(5_000) }

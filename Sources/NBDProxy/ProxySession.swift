@@ -33,6 +33,12 @@ final class ProxySession {
     var serverPayloadEnd: UInt64 = 0
     /// Set when emulation options are given: the relay edits messages (EmulationEngine).
     var engine: EmulationEngine?
+    /// Busy-polling at queue depth 1 (IdlePolling.swift); nil when off.
+    var poller: IdlePoller?
+    var pollState = IdlePollState()
+    /// The two sockets' descriptors (nbdtap makes both sockets: Sockets.swift); -1 until known.
+    var clientDescriptor: Int32 = -1
+    var upstreamDescriptor: Int32 = -1
 
     init(id: Int, client: Channel, logFormat: LogFormat?, sink: LogSink?, stats: StatsRegistry, halfCloseSeconds: Double,
          onClosed: @escaping (ProxySession) -> Void) {
@@ -121,5 +127,20 @@ final class ProxySession {
         flushLog()
         stats.add(id, tap.stats)
         onClosed(self)
+    }
+
+    /// Called when a read has been relayed, before the loop goes back to epoll_wait.
+    func pollBeforeSleeping() {
+        guard let poller else { return }
+        guard engine == nil, !closing, !draining, pollState.quick, requestsInFlight <= 1 else {
+            pollState.sleptAt = monotonicNanoseconds()
+            return
+        }
+        guard clientDescriptor >= 0, upstreamDescriptor >= 0,
+              let arrived = poller.waitForInput(clientDescriptor, upstreamDescriptor) else {
+            pollState.sleptAt = monotonicNanoseconds()
+            return
+        }
+        if !arrived { pollState.quick = false }
     }
 }

@@ -36,6 +36,7 @@ final class RelayHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !broken else { return }
+        if let poller = session.poller { session.pollState.input(window: poller.windowNanoseconds) }
         var buffer = unwrapInboundIn(data)
         if direction == .clientToServer && session.draining {
             // Shutting down: finish the request under way, start no new one. A slice
@@ -80,6 +81,7 @@ final class RelayHandler: ChannelInboundHandler {
         } else {
             readPending = true
         }
+        session.pollBeforeSleeping()
     }
 
     /// Starts the first read once both sides are wired.

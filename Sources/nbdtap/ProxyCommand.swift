@@ -31,10 +31,14 @@ struct ProxyCommand: ParsableCommand {
     @Option(name: .long, help: "Event loop threads (default: one per core). Each client and its upstream connection share one.")
     var threads: Int?
 
+    @Option(name: .customLong("idle-poll"), help: ArgumentHelp("Busy-poll up to US microseconds for the next message when a connection has at most one request in flight, instead of sleeping (0: never). Costs CPU while a queue-depth-1 client runs; saves a sleep and a wake-up per message.", valueName: "US"))
+    var idlePoll: Int = 400
+
     @Flag(name: .long, help: "No per-connection summary lines on standard error.")
     var quiet = false
 
     func validate() throws {
+        if idlePoll < 0 || idlePoll > 100_000 { throw ValidationError("--idle-poll must be 0 to 100000 microseconds") }
         if upstream.tls { throw ValidationError("upstream TLS (nbds://) is not supported: TLS is relayed end to end, so use nbd:// and let the client negotiate STARTTLS") }
     }
 
@@ -54,6 +58,7 @@ struct ProxyCommand: ParsableCommand {
         let sink = try report.log.map(LogSink.open)
         var config = ProxyConfiguration(listen: listenEndpoint, upstream: upstream.endpoint, logFormat: sink == nil ? nil : report.logFormat)
         config.drainSeconds = 5
+        config.idlePollMicroseconds = idlePoll
         config.emulation = try emulation.options()
         let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
         let recorder = try pcap.map { path -> PcapRecorder in
