@@ -68,7 +68,7 @@ public struct NBDURI: Hashable, Sendable, CustomStringConvertible {
                 guard let close = host.firstIndex(of: "]") else { throw .malformed(text) }
                 let after = host[host.index(after: close)...]
                 if after.hasPrefix(":") {
-                    guard let p = Int(after.dropFirst()), (1...65535).contains(p) else { throw .badPort(text) }
+                    guard let p = Int(after.dropFirst()), (0...65535).contains(p) else { throw .badPort(text) }
                     port = p
                 }
                 host = String(host[host.index(after: host.startIndex)..<close])

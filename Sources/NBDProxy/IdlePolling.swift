@@ -22,6 +22,11 @@ final class IdlePoller: Sendable {
     let windowNanoseconds: UInt64
     let maxSpinners: Int
     private let spinners = Atomic<Int>(0)
+    /// Counts for tests and `--stats`-style reporting: polls that saw input arrive, polls
+    /// whose window passed, and polls skipped because every slot was taken.
+    let arrivals = Atomic<Int>(0)
+    let timeouts = Atomic<Int>(0)
+    let skipped = Atomic<Int>(0)
 
     init(windowMicroseconds: Int, cores: Int = System.coreCount) {
         self.windowNanoseconds = UInt64(max(0, windowMicroseconds)) * 1000
@@ -30,19 +35,29 @@ final class IdlePoller: Sendable {
 
     var enabled: Bool { windowNanoseconds > 0 && maxSpinners > 0 }
 
-    /// Spins until one of the two sockets has input or the window has passed. Returns
-    /// false when the window passed (the peers are slower than it), or when every polling
-    /// slot is taken (nothing was waited for).
+    /// Spins until one of the two sockets has input (or an error or hang-up, which the
+    /// event loop then handles) or the window has passed. Returns true when input came,
+    /// false when the window passed (the peers are slower than it), and nil when every
+    /// polling slot was taken (nothing was waited for).
     func waitForInput(_ a: Int32, _ b: Int32) -> Bool? {
-        guard take() else { return nil }
+        guard take() else {
+            skipped.add(1, ordering: .relaxed)
+            return nil
+        }
         defer { spinners.subtract(1, ordering: .releasing) }
         var fds = (pollfd(fd: a, events: Int16(POLLIN), revents: 0), pollfd(fd: b, events: Int16(POLLIN), revents: 0))
         let start = monotonicNanoseconds()
         return withUnsafeMutableBytes(of: &fds) { raw -> Bool in
             let p = raw.baseAddress!.assumingMemoryBound(to: pollfd.self)
             while true {
-                if poll(p, 2, 0) != 0 { return true }
-                if monotonicNanoseconds() &- start > windowNanoseconds { return false }
+                if poll(p, 2, 0) != 0 {
+                    arrivals.add(1, ordering: .relaxed)
+                    return true
+                }
+                if monotonicNanoseconds() &- start > windowNanoseconds {
+                    timeouts.add(1, ordering: .relaxed)
+                    return false
+                }
             }
         }
     }
