@@ -10,7 +10,10 @@ public final class LogSink: @unchecked Sendable {
     let fd: Int32
     let ownsFD: Bool
     let lock = NIOLock()
+    let flushLock = NIOLock()
     var buffer: [UInt8] = []
+    /// The buffer being written out, swapped with `buffer` so neither is reallocated.
+    var spare: [UInt8] = []
     /// Write when this much is gathered even before the timer fires.
     let threshold = 256 * 1024
 
@@ -18,6 +21,7 @@ public final class LogSink: @unchecked Sendable {
         self.fd = fd
         self.ownsFD = ownsFD
         buffer.reserveCapacity(threshold)
+        spare.reserveCapacity(threshold)
     }
 
     /// Opens `path` for appending, or standard output for `-`.
@@ -47,11 +51,16 @@ public final class LogSink: @unchecked Sendable {
     }
 
     public func flush() {
-        let out: [UInt8] = lock.withLock {
-            let b = buffer
-            buffer.removeAll(keepingCapacity: true)
-            return b
+        // `spare` belongs to whoever holds flushLock; lines keep going into `buffer`
+        // while it is written out.
+        flushLock.withLock {
+            lock.withLock { swap(&buffer, &spare) }
+            writeAll(spare)
+            spare.removeAll(keepingCapacity: true)
         }
+    }
+
+    private func writeAll(_ out: [UInt8]) {
         guard !out.isEmpty else { return }
         out.withUnsafeBytes { raw in
             var done = 0

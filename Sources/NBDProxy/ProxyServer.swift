@@ -64,6 +64,7 @@ public final class ProxyServer: @unchecked Sendable {
 
     /// Registers an accepted client socket with one of the event loops.
     func adopt(_ fd: Int32) {
+        Sockets.enlargeUnixBuffers(fd)
         ClientBootstrap(group: group.next())
             .channelOption(.autoRead, value: false)
             .channelOption(.allowRemoteHalfClosure, value: true)
@@ -131,7 +132,8 @@ public final class ProxyServer: @unchecked Sendable {
         return NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
             try Sockets.connect(endpoint, timeoutMilliseconds: 10_000)
         }.flatMap { fd in
-            ClientBootstrap(group: loop)
+            Sockets.enlargeUnixBuffers(fd)
+            return ClientBootstrap(group: loop)
                 .channelOption(.autoRead, value: false)
                 .channelOption(.allowRemoteHalfClosure, value: true)
                 .channelOption(.recvAllocator, value: Self.recvAllocator)
@@ -173,3 +175,4 @@ public final class ProxyServer: @unchecked Sendable {
         group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { _ in sink.flush() }
     }
 }
+

@@ -117,6 +117,25 @@ enum Sockets {
         }
     }
 
+    /// Unix-socket send and receive buffers of 1 MiB (the kernel caps them at
+    /// net.core.wmem_max and rmem_max; Debian's default is 208 KiB). Why: a 256 KiB READ
+    /// reply then fits in the socket at once, so the server and nbdtap write it in one go
+    /// instead of waking each other per 208 KiB: nbdcopy 1 GiB reads through nbdtap went
+    /// +10-15% (4 alternated rounds, medians 1,930 vs 1,730 MiB/s at one connection);
+    /// writes did not change. TCP sockets are left to the kernel's autotuning, which a
+    /// fixed size would turn off.
+    static func enlargeUnixBuffers(_ fd: Int32) {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let isUnix = withUnsafeMutablePointer(to: &storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) == 0 }
+        } && Int32(storage.ss_family) == AF_UNIX
+        guard isUnix else { return }
+        var size: Int32 = 1 << 20
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     private static func make(_ family: Int32, _ call: String, _ name: String) throws -> Int32 {
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw SocketCallError(call: call, endpoint: name, errno: errno) }
