@@ -50,7 +50,7 @@ public final class CaptureSessions {
         self.packetLines = packetLines
     }
 
-    public func handle(_ event: CaptureEvent, reader: TCPReassembler, out: inout String) {
+    public func handle(_ event: CaptureEvent, reader: TCPReassembler, out: inout [UInt8]) {
         switch event {
         case .connection(let info):
             sessions[info.id] = Session(info: info)
@@ -85,16 +85,16 @@ public final class CaptureSessions {
                 if s.decided { replayEarly(s, out: &out) }
             }
             if s.isNBD, !s.tap!.decoder.isFinished(d) {
-                var logText = ""
+                var logText: [UInt8] = []
                 s.tap!.finish(d, at: time, logText: &logText)
-                if !packetLines { out += logText }
+                if !packetLines { out.append(contentsOf: logText) }
                 if s.tap!.decoder.isFinished(d.other) { close(s, time, &out) }
             }
         }
     }
 
     /// Ends every connection still open (the capture ended first).
-    public func finish(out: inout String) {
+    public func finish(out: inout [UInt8]) {
         for id in sessions.keys.sorted() {
             let s = sessions[id]!
             if !s.decided {
@@ -106,11 +106,11 @@ public final class CaptureSessions {
         }
     }
 
-    func close(_ s: Session, _ time: UInt64, _ out: inout String) {
+    func close(_ s: Session, _ time: UInt64, _ out: inout [UInt8]) {
         guard var tap = s.tap else { return }
-        var logText = ""
+        var logText: [UInt8] = []
         tap.close(at: time, logText: &logText)
-        if !packetLines { out += logText }
+        if !packetLines { out.append(contentsOf: logText) }
         finished.append((tap.connection, tap.stats))
         s.tap = nil
         s.isNBD = false
@@ -146,7 +146,7 @@ public final class CaptureSessions {
         }
     }
 
-    func replayEarly(_ s: Session, out: inout String) {
+    func replayEarly(_ s: Session, out: inout [UInt8]) {
         let held = s.early
         s.early = []
         guard s.isNBD else { return }
@@ -161,7 +161,7 @@ public final class CaptureSessions {
         }
     }
 
-    func feed(_ s: Session, _ d: StreamDirection, _ bytes: ByteBuffer, _ frame: Int, _ time: UInt64, _ out: inout String) {
+    func feed(_ s: Session, _ d: StreamDirection, _ bytes: ByteBuffer, _ frame: Int, _ time: UInt64, _ out: inout [UInt8]) {
         guard s.tap != nil else { return }
         s.lastTime = time
         let start = s.seen[d, default: 0]

@@ -42,9 +42,14 @@ public final class LogSink: @unchecked Sendable {
     }
 
     public func write(_ text: String) {
+        write(Array(text.utf8))
+    }
+
+    /// Log lines as bytes (ConnectionLog builds them so), appended under the lock.
+    public func write(_ bytes: [UInt8]) {
         var full = false
         lock.withLock {
-            buffer.append(contentsOf: text.utf8)
+            buffer.append(contentsOf: bytes)
             full = buffer.count >= threshold
         }
         if full { flush() }

@@ -15,7 +15,7 @@ final class ProxySession {
     let onClosed: (ProxySession) -> Void
     var client: Channel
     var upstream: Channel?
-    var logText = ""
+    var logText: [UInt8] = []
     var clientClosed = false
     var upstreamClosed = false
     var finished = false

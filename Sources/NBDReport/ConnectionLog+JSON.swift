@@ -2,7 +2,7 @@ import NBDConversation
 import NBDProtocol
 
 extension ConnectionLog {
-    mutating func appendJSON(_ event: ConversationEvent, to out: inout String) {
+    mutating func appendJSON(_ event: ConversationEvent, to out: inout [UInt8]) {
         let t = event.time
         var o: JSONObject
         switch event.kind {

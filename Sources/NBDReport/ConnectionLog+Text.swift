@@ -4,7 +4,7 @@ import NBDProtocol
 extension ConnectionLog {
     func flagsHex<T: BinaryInteger>(_ v: T) -> String { "0x" + String(v, radix: 16) }
 
-    mutating func appendText(_ event: ConversationEvent, to out: inout String) {
+    mutating func appendText(_ event: ConversationEvent, to out: inout [UInt8]) {
         let t = event.time
         switch event.kind {
         case .request(let r):

@@ -11,18 +11,18 @@ public struct ConnectionLog {
     public private(set) var transactions = 0
     var closed: Set<StreamDirection> = []
     public private(set) var disconnectLogged = false
-    /// Prefix of every line, precomputed.
-    let tag: String
+    /// Prefix of every line (` connection=N `), precomputed as bytes.
+    let tag: [UInt8]
     var stamp = TimestampCache()
 
     public init(connection: Int, format: LogFormat) {
         self.connection = connection
         self.format = format
-        self.tag = " connection=\(connection) "
+        self.tag = Array(" connection=\(connection) ".utf8)
     }
 
     /// Appends the lines for `event` (zero or more, each ending in a newline).
-    public mutating func append(_ event: ConversationEvent, to out: inout String) {
+    public mutating func append(_ event: ConversationEvent, to out: inout [UInt8]) {
         switch format {
         case .nbdkit: appendText(event, to: &out)
         case .json: appendJSON(event, to: &out)
@@ -35,7 +35,7 @@ public struct ConnectionLog {
     }
 
     /// Logs the end of the connection once, even when a front end saw only one side close.
-    public mutating func appendDisconnect(time: UInt64, to out: inout String) {
+    public mutating func appendDisconnect(time: UInt64, to out: inout [UInt8]) {
         guard !disconnectLogged else { return }
         disconnectLogged = true
         switch format {
@@ -49,7 +49,7 @@ public struct ConnectionLog {
     }
 
     /// A line of nbdtap's own (proxy decisions, upstream failures) in the log's format.
-    public mutating func appendNote(time: UInt64, action: String, fields: [(String, String)], to out: inout String) {
+    public mutating func appendNote(time: UInt64, action: String, fields: [(String, String)], to out: inout [UInt8]) {
         switch format {
         case .nbdkit:
             line(time, ([action] + fields.map { "\($0.0)=\(ShellQuote.quote($0.1))" }).joined(separator: " "), &out)
@@ -61,11 +61,11 @@ public struct ConnectionLog {
     }
 
     @inline(__always)
-    mutating func line(_ time: UInt64, _ body: String, _ out: inout String) {
+    mutating func line(_ time: UInt64, _ body: String, _ out: inout [UInt8]) {
         stamp.append(time, to: &out)
-        out += tag
+        out.append(contentsOf: tag)
         out += body
-        out += "\n"
+        out.append(UInt8(ascii: "\n"))
     }
 
     func header(_ time: UInt64, _ event: String) -> JSONObject {
@@ -75,4 +75,12 @@ public struct ConnectionLog {
         o.string("event", event)
         return o
     }
+}
+
+/// Log text is gathered as UTF-8 bytes: the proxy hands them to its sink as they are, and
+/// the request and reply lines are assembled byte by byte (FastText.swift). `+=` appends a
+/// String's bytes, so the rarer lines are still written as interpolated Strings.
+@inlinable
+public func += (lhs: inout [UInt8], rhs: String) {
+    lhs.append(contentsOf: rhs.utf8)
 }

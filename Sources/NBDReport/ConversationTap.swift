@@ -22,7 +22,7 @@ public struct ConversationTap {
 
     /// Feeds bytes and appends the resulting log lines to `logText`; the events stay in
     /// `events` until the next call.
-    public mutating func feed(_ d: StreamDirection, _ bytes: ByteBuffer, at time: UInt64, logText: inout String) {
+    public mutating func feed(_ d: StreamDirection, _ bytes: ByteBuffer, at time: UInt64, logText: inout [UInt8]) {
         events.removeAll(keepingCapacity: true)
         switch d {
         case .clientToServer: stats.bytesClientToServer &+= UInt64(bytes.readableBytes)
@@ -32,20 +32,20 @@ public struct ConversationTap {
         consume(&logText)
     }
 
-    public mutating func finish(_ d: StreamDirection, at time: UInt64, logText: inout String) {
+    public mutating func finish(_ d: StreamDirection, at time: UInt64, logText: inout [UInt8]) {
         events.removeAll(keepingCapacity: true)
         decoder.finish(d, at: time, into: &events)
         consume(&logText)
     }
 
     /// Ends the connection for the log even if one side never closed.
-    public mutating func close(at time: UInt64, logText: inout String) {
+    public mutating func close(at time: UInt64, logText: inout [UInt8]) {
         finish(.clientToServer, at: time, logText: &logText)
         finish(.serverToClient, at: time, logText: &logText)
         log?.appendDisconnect(time: time, to: &logText)
     }
 
-    mutating func consume(_ logText: inout String) {
+    mutating func consume(_ logText: inout [UInt8]) {
         for e in events {
             stats.record(e)
             log?.append(e, to: &logText)

@@ -88,7 +88,7 @@ struct DecodeCommand: ParsableCommand {
             }
             if !decode(reader, name: path, sessions: sessions, out: out) { failed = true }
         }
-        var text = ""
+        var text: [UInt8] = []
         sessions.finish(out: &text)
         out.write(text)
         out.close()
@@ -114,12 +114,12 @@ struct DecodeCommand: ParsableCommand {
     /// what was decoded up to the fault).
     func decode(_ reader: CaptureReader, name: String, sessions: CaptureSessions, out: OutputFile) -> Bool {
         var events: [CaptureEvent] = []
-        var text = ""
+        var text: [UInt8] = []
         while true {
             let more = reader.step(into: &events)
             for e in events { sessions.handle(e, reader: reader.reassembler, out: &text) }
             events.removeAll(keepingCapacity: true)
-            if text.utf8.count > 1 << 16 {
+            if text.count > 1 << 16 {
                 out.write(text)
                 text.removeAll(keepingCapacity: true)
             }
@@ -144,7 +144,7 @@ struct DecodeCommand: ParsableCommand {
             warn("\(path): not a transcript: \(error)")
             return nil
         }
-        var text = ""
+        var text: [UInt8] = []
         var tap = ConversationTap(connection: number, logFormat: view == .log || report.log != nil ? report.logFormat : nil)
         for r in transcript.records { tap.feed(r.direction, r.bytes, at: r.time, logText: &text) }
         tap.close(at: transcript.records.last?.time ?? 0, logText: &text)
@@ -167,5 +167,6 @@ final class OutputFile {
         }
     }
     func write(_ s: String) { if !s.isEmpty { handle.write(Data(s.utf8)) } }
+    func write(_ b: [UInt8]) { if !b.isEmpty { handle.write(Data(b)) } }
     func close() { if handle !== FileHandle.standardOutput { try? handle.close() } }
 }

@@ -25,10 +25,10 @@ struct DecodeGroundTruthTests {
     static func decodePcap(_ name: String, format: LogFormat = .nbdkit) throws -> Decoded {
         let reader = try CaptureReader(file: capturesDir.appendingPathComponent(name).appendingPathComponent("session.pcap").path)
         let sessions = CaptureSessions(logFormat: format)
-        var text = ""
+        var text: [UInt8] = []
         reader.forEachEvent { sessions.handle($0, reader: reader.reassembler, out: &text) }
         sessions.finish(out: &text)
-        return Decoded(log: text, sessions: sessions, status: reader.status)
+        return Decoded(log: String(decoding: text, as: UTF8.self), sessions: sessions, status: reader.status)
     }
 
     func file(_ name: String, _ f: String) -> URL { capturesDir.appendingPathComponent(name).appendingPathComponent(f) }
@@ -70,9 +70,10 @@ struct DecodeGroundTruthTests {
         for (i, f) in files.enumerated() {
             let t = try Transcript(parsing: ByteBuffer(bytes: try Data(contentsOf: f)))
             var tap = ConversationTap(connection: i + 1, logFormat: .nbdkit)
-            var text = ""
-            for r in t.records { tap.feed(r.direction, r.bytes, at: r.time, logText: &text) }
-            tap.close(at: 0, logText: &text)
+            var bytes: [UInt8] = []
+            for r in t.records { tap.feed(r.direction, r.bytes, at: r.time, logText: &bytes) }
+            tap.close(at: 0, logText: &bytes)
+            let text = String(decoding: bytes, as: UTF8.self)
             let strip = { (s: String) in s.split(separator: "\n").filter { !$0.contains("Disconnect transactions") }.map(String.init) }
             #expect(strip(linesOf(connection: i + 1, d.log)) == strip(text), "\(name) connection \(i + 1)")
         }

@@ -32,7 +32,7 @@ func transcripts(_ name: String) throws -> [Transcript] {
 /// Runs every connection of a capture through ConversationTap and returns the log text
 /// and the merged statistics, as the pcap decoder and the proxy would.
 func runTaps(_ ts: [Transcript], format: LogFormat) -> (String, ConnectionStats, [ConnectionStats]) {
-    var text = ""
+    var text: [UInt8] = []
     var total = ConnectionStats()
     var per: [ConnectionStats] = []
     for (i, t) in ts.enumerated() {
@@ -42,7 +42,7 @@ func runTaps(_ ts: [Transcript], format: LogFormat) -> (String, ConnectionStats,
         total.merge(tap.stats)
         per.append(tap.stats)
     }
-    return (text, total, per)
+    return (String(decoding: text, as: UTF8.self), total, per)
 }
 
 func readText(_ u: URL) -> String? { try? String(contentsOf: u, encoding: .utf8) }
