@@ -66,7 +66,6 @@ public final class PcapSource {
     private var framesRead = 0
     private let allocator = ByteBufferAllocator()
     /// The current frame's bytes (see `next()`).
-    private lazy var frameBuffer = allocator.buffer(capacity: 65_536)
     public private(set) var status: PcapReadStatus = .reading
 
     /// Snapshot length for live captures: enough for any frame, including TSO/GRO
@@ -131,6 +130,9 @@ public final class PcapSource {
         isLive = true
     }
 
+    /// Set once `breakLoop()` stopped a live capture: what is buffered is still read.
+    private var draining = false
+
     deinit {
         if let handle { pcap_close(handle) }
     }
@@ -151,25 +153,43 @@ public final class PcapSource {
                 guard let hdr = header?.pointee else { continue }
                 framesRead += 1
                 let caplen = Int(hdr.caplen)
-                // libpcap reuses its buffer, so the frame is copied; into the same storage
-                // each time when nothing kept a slice of the last frame (the common case:
-                // the decoder consumes data before the next frame), so steady state does
-                // not allocate per frame. A held slice makes the write copy-on-write.
-                frameBuffer.clear()
+                // libpcap reuses its buffer, so the frame is copied, into storage of its
+                // own sized to the frame. One reused 64 KiB buffer looked cheaper and was
+                // not: the reassembler and the decoder often still hold a slice of the last
+                // frame (a message continued in the next one), so each write first copied
+                // the whole buffer (copy-on-write). Decoding 916 MB of 4 KiB requests took
+                // 2.36 s that way and 1.13 s this way.
+                var bytes = allocator.buffer(capacity: caplen)
                 if caplen > 0, let data {
-                    frameBuffer.writeBytes(UnsafeRawBufferPointer(start: data, count: caplen))
+                    bytes.writeBytes(UnsafeRawBufferPointer(start: data, count: caplen))
                 }
-                let bytes = frameBuffer
                 let seconds = UInt64(clamping: hdr.ts.tv_sec)
                 let fraction = UInt64(clamping: hdr.ts.tv_usec)
                 let ns = seconds &* 1_000_000_000 &+ (nanoPrecision ? fraction : fraction &* 1000)
                 return Packet(frameNumber: framesRead, timestamp: ns, capturedLength: caplen,
                               originalLength: Int(hdr.len), bytes: bytes)
             case 0:
-                continue  // live capture: buffer timeout without a frame
+                // Live capture: a buffer timeout without a frame, or, once stopping, the
+                // frames captured before the stop are all decoded.
+                if draining {
+                    status = .stopped
+                    return nil
+                }
+                continue
             case PCAP_ERROR_BREAK:
-                status = isLive ? .stopped : .endOfFile
-                return nil
+                guard isLive else {
+                    status = .endOfFile
+                    return nil
+                }
+                // Stopped (SIGINT): frames already captured are still decoded, not dropped
+                // with the kernel's buffer; non-blocking, so the drain ends when it is empty.
+                var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+                if draining || pcap_setnonblock(h, 1, &errbuf) != 0 {
+                    status = .stopped
+                    return nil
+                }
+                draining = true
+                continue
             default:
                 status = .error(message: PcapSource.string(pcap_geterr(h)), frame: framesRead + 1)
                 return nil
