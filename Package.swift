@@ -45,9 +45,15 @@ let package = Package(
             ]
         ),
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
+        /// pcap input and TCP reassembly. Release builds skip Swift's run-time exclusivity
+        /// checks here (debug builds and tests keep them): they were ~15% of decoding a
+        /// 916 MB capture of 4 KiB requests (1.12 s -> 0.93 s), mostly in NIO's ByteBuffer
+        /// accessors specialized into this module. Not a library product, so the unsafe
+        /// flag does not stop other packages depending on NBDProtocol or NBDConversation.
         .target(
             name: "NBDCapture",
-            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "CPcap", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "CPcap", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .executableTarget(
             name: "nbdtap",
