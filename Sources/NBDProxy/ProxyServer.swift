@@ -87,9 +87,11 @@ public final class ProxyServer: @unchecked Sendable {
                                   halfCloseSeconds: config.halfCloseSeconds) { [weak self] s in
             guard let self else { return }
             self.lock.withLock { _ = self.sessions.removeValue(forKey: s.id) }
+            self.poller.connections.subtract(1, ordering: .relaxed)
             self.onConnectionClosed?(s.id, s.tap.stats)
         }
         if !config.emulation.isTransparent { session.engine = EmulationEngine(options: config.emulation) }
+        poller.connections.add(1, ordering: .relaxed)
         if poller.enabled { session.poller = poller }
         session.clientDescriptor = clientFD
         lock.withLock { sessions[id] = session }

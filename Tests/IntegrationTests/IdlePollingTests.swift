@@ -46,6 +46,21 @@ struct IdlePollingTests {
         #expect(IdlePoller(windowMicroseconds: 400, cores: 2).enabled)
     }
 
+    /// More connections open than spare cores: nobody polls, even with input waiting.
+    @Test func moreConnectionsThanSpareCoresNeverPoll() throws {
+        let (a, b) = try socketPair()
+        let (c, d) = try socketPair()
+        defer { for fd in [a, b, c, d] { close(fd) } }
+        var byte: UInt8 = 7
+        #expect(write(d, &byte, 1) == 1)
+        let poller = IdlePoller(windowMicroseconds: 400, cores: 2)
+        poller.connections.add(2, ordering: .relaxed)
+        #expect(poller.waitForInput(a, c) == nil)
+        #expect(poller.skipped.load(ordering: .relaxed) == 1)
+        poller.connections.subtract(1, ordering: .relaxed)
+        #expect(poller.waitForInput(a, c) == true)
+    }
+
     @Test func slowPeersTurnPollingOffAndQuickOnesBackOn() {
         var state = IdlePollState()
         #expect(state.quick)
