@@ -27,8 +27,8 @@ final class IdlePoller: Sendable {
     private let spinners = Atomic<Int>(0)
     /// Connections open in the proxy (ProxyServer counts them in and out).
     let connections = Atomic<Int>(0)
-    /// Counts for tests and `--stats`-style reporting: polls that saw input arrive, polls
-    /// whose window passed, and polls skipped because every slot was taken.
+    /// Counts the tests read: polls that saw input arrive, polls whose window passed, and
+    /// polls not made (every slot taken, or more connections open than slots).
     let arrivals = Atomic<Int>(0)
     let timeouts = Atomic<Int>(0)
     let skipped = Atomic<Int>(0)

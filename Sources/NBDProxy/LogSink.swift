@@ -41,10 +41,6 @@ public final class LogSink: @unchecked Sendable {
         }
     }
 
-    public func write(_ text: String) {
-        write(Array(text.utf8))
-    }
-
     /// Log lines as bytes (ConnectionLog builds them so), appended under the lock.
     public func write(_ bytes: [UInt8]) {
         var full = false

@@ -21,8 +21,9 @@ public final class ProxyServer: @unchecked Sendable {
     var acceptor: Acceptor?
     /// `--pcap`: records both legs of every connection, when set before `start()`.
     public var pcap: PcapRecorder?
-    /// Called with the text of each connection's statistics when it closes.
+    /// Queue-depth-1 busy-polling shared by all connections (IdlePolling.swift).
     let poller: IdlePoller
+    /// Called with the text of each connection's statistics when it closes.
     public var onConnectionClosed: (@Sendable (Int, ConnectionStats) -> Void)?
 
     public init(config: ProxyConfiguration, sink: LogSink?, threads: Int = System.coreCount) {
@@ -38,6 +39,15 @@ public final class ProxyServer: @unchecked Sendable {
     /// write buffers bounded by watermarks (the backpressure threshold), manual reads.
     static let recvAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64 * 1024, initial: 256 * 1024, maximum: 1024 * 1024)
     static let watermark = ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024)
+
+    /// A bootstrap for one of nbdtap's own sockets, with the tuning both legs share.
+    static func bootstrap(_ loop: EventLoopGroup) -> ClientBootstrap {
+        ClientBootstrap(group: loop)
+            .channelOption(.autoRead, value: false)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.recvAllocator, value: recvAllocator)
+            .channelOption(.writeBufferWaterMark, value: watermark)
+    }
 
     static func isTCP(_ ch: Channel) -> Bool {
         switch ch.localAddress {
@@ -65,11 +75,7 @@ public final class ProxyServer: @unchecked Sendable {
     /// Registers an accepted client socket with one of the event loops.
     func adopt(_ fd: Int32) {
         Sockets.enlargeUnixBuffers(fd)
-        ClientBootstrap(group: group.next())
-            .channelOption(.autoRead, value: false)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.recvAllocator, value: Self.recvAllocator)
-            .channelOption(.writeBufferWaterMark, value: Self.watermark)
+        Self.bootstrap(group.next())
             .channelInitializer { [unowned self] ch in self.accept(ch, descriptor: fd) }
             .withConnectedSocket(fd)
             .whenFailure { error in
@@ -135,11 +141,7 @@ public final class ProxyServer: @unchecked Sendable {
             try Sockets.connect(endpoint, timeoutMilliseconds: 10_000)
         }.flatMap { fd in
             Sockets.enlargeUnixBuffers(fd)
-            return ClientBootstrap(group: loop)
-                .channelOption(.autoRead, value: false)
-                .channelOption(.allowRemoteHalfClosure, value: true)
-                .channelOption(.recvAllocator, value: Self.recvAllocator)
-                .channelOption(.writeBufferWaterMark, value: Self.watermark)
+            return Self.bootstrap(loop)
                 .channelInitializer { ch in
                     var handlers: [ChannelHandler] = [handler]
                     if let recorder { handlers.insert(recorder.upstreamLegHandler(connection: id, unix: unix), at: 0) }
@@ -177,4 +179,3 @@ public final class ProxyServer: @unchecked Sendable {
         group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { _ in sink.flush() }
     }
 }
-

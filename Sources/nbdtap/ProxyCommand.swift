@@ -31,7 +31,7 @@ struct ProxyCommand: ParsableCommand {
     @Option(name: .long, help: "Event loop threads (default: one per core). Each client and its upstream connection share one.")
     var threads: Int?
 
-    @Option(name: .customLong("idle-poll"), help: ArgumentHelp("Busy-poll up to US microseconds for the next message when a connection has at most one request in flight, instead of sleeping (0: never). Costs CPU while a queue-depth-1 client runs; saves a sleep and a wake-up per message.", valueName: "US"))
+    @Option(name: .customLong("idle-poll"), help: ArgumentHelp("Busy-poll up to US microseconds for the next message when a connection has at most one request in flight, instead of sleeping (0: never). Only while fewer connections than cores are open. Costs CPU while a queue-depth-1 client runs; saves a sleep and a wake-up per message.", valueName: "US"))
     var idlePoll: Int = 400
 
     @Flag(name: .long, help: "No per-connection summary lines on standard error.")
