@@ -208,6 +208,7 @@ public final class CaptureSessions {
         case .tlsStarted: return "TLS starts"
         case .opaque: return "TLS data"
         case .violation(let v): return "VIOLATION \(v.reason)"
+        case .compliance(let c): return "COMPLIANCE \(c.code.rawValue)\(c.occurrence == 1 ? " " + c.reason : "")"
         case .gap(let n): return "[\(n) bytes missing]"
         case .skipped(let n): return "[\(n) bytes skipped to resynchronise]"
         case .payload, .closed: return nil

@@ -40,6 +40,8 @@ public struct ConversationDecoder {
     var inFlight: [UInt64: InFlight] = [:]
     /// Requests that reused a cookie still in flight, served after the first completes.
     var duplicates: [UInt64: [InFlight]] = [:]
+    /// Compliance notes so far, per code (a handful of codes: bounded).
+    var complianceCounts: [ComplianceNote.Code: UInt64] = [:]
 
     /// `midSession`: the streams start somewhere after the handshake (a capture started
     /// late); each direction is decoded from its first recognisable request or reply, with
@@ -72,6 +74,7 @@ public struct ConversationDecoder {
         }
     }
 
+    @discardableResult
     mutating func withState<R>(_ d: StreamDirection, _ body: (inout DirectionState) -> R) -> R {
         switch d {
         case .clientToServer: return body(&c2s)

@@ -132,6 +132,8 @@ public struct ConversationEvent: Hashable, Sendable {
         case tlsStarted
         case opaque(StreamSpan)
         case violation(ProtocolViolation)
+        /// A departure from the spec text that real peers make and nbdtap carries.
+        case compliance(ComplianceNote)
         /// Bytes missing from a capture (dropped or truncated packets).
         case gap(missing: UInt64)
         /// Bytes passed over while looking for the next message that can be recognised

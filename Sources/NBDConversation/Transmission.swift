@@ -35,7 +35,7 @@ extension ConversationDecoder {
 
     /// Checks a request against what the export advertised. None of these stop decoding:
     /// the header alone frames the stream.
-    func validate(_ h: RequestHeader, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) {
+    mutating func validate(_ h: RequestHeader, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) {
         let d = StreamDirection.clientToServer
         let name = "NBD_CMD_\(h.command.name)"
         func report(_ code: ProtocolViolation.Code, _ reason: String) {
@@ -92,7 +92,9 @@ extension ConversationDecoder {
                 report(.flagNotValid, "PAYLOAD_LEN is not valid on \(name)")
             }
         } else if extendedHeaders && h.command == .write {
-            report(.flagNotValid, "NBD_CMD_WRITE without PAYLOAD_LEN under extended headers")
+            noteCompliance(.writeWithoutPayloadLen, d, offset, time, &events,
+                           "NBD_CMD_WRITE without PAYLOAD_LEN under extended headers; its length 0x\(hex(h.length)) is taken as the payload length",
+                           seenIn: "qemu 10 clients; qemu-nbd 10 accepts it")
         }
         let unknownFlags = flags.rawValue & ~CommandFlags.known.rawValue
         if unknownFlags != 0 {
@@ -111,6 +113,15 @@ extension ConversationDecoder {
         case .resize, .unknown:
             break
         }
+    }
+
+    /// Reports a compliance note, numbered per code on the connection; the reason is only
+    /// built for the first, which is the one logs print.
+    mutating func noteCompliance(_ code: ComplianceNote.Code, _ d: StreamDirection, _ offset: UInt64, _ time: UInt64,
+                                 _ events: inout [ConversationEvent], _ reason: @autoclosure () -> String, seenIn: String) {
+        let n = (complianceCounts[code] ?? 0) + 1
+        complianceCounts[code] = n
+        emit(d, offset, time, .compliance(ComplianceNote(code, n == 1 ? reason() : "", seenIn: seenIn, occurrence: n)), &events)
     }
 
     mutating func parseReply(_ buf: inout ByteBuffer, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) throws(WireError) {

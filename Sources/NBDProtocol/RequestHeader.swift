@@ -27,10 +27,13 @@ public struct RequestHeader: Hashable, Sendable {
     public var wireLength: Int { extended ? Self.extendedLength : Self.compactLength }
 
     /// Bytes of payload that follow this header on the wire: the data of a WRITE, or with
-    /// extended headers whatever PAYLOAD_LEN announces.
+    /// extended headers whatever PAYLOAD_LEN announces. A WRITE carries its length in data
+    /// whether or not PAYLOAD_LEN is set: the extension text says the flag MUST be set,
+    /// but qemu 10's client never sets it and qemu-nbd 10 frames such writes this way, so
+    /// framing follows the peers (Docs/compliance.md).
     public var payloadLength: UInt64 {
-        if extended { return flags.contains(.payloadLen) ? length : 0 }
         if case .write = command { return length }
+        if extended && flags.contains(.payloadLen) { return length }
         return 0
     }
 

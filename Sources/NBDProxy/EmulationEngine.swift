@@ -140,11 +140,15 @@ final class EmulationEngine {
         return out
     }
 
-    /// The reply a server gives when it refuses a request, in the form the client
-    /// negotiated: simple, a structured error chunk for READ, an extended chunk.
+    /// nbdtap's own reply to a request, in the form the client negotiated: simple, a
+    /// structured error chunk for READ, and under extended headers (where simple replies
+    /// are not allowed) an extended NBD_REPLY_TYPE_NONE chunk for success or an extended
+    /// error chunk.
     func reply(to h: RequestHeader, error: ErrorValue) -> ByteBuffer {
         var b = ByteBufferAllocator().buffer(capacity: 48)
-        if extended || (structured && h.command == .read) {
+        if extended && error == .ok {
+            ReplyChunkHeader(flags: .done, type: .none, cookie: h.cookie, offset: h.offset, length: 0, extended: true).write(to: &b)
+        } else if extended || (structured && h.command == .read) {
             let payload = ChunkPayload.error(error: error, message: "")
             ReplyChunkHeader(flags: .done, type: .error, cookie: h.cookie, offset: h.offset,
                              length: payload.wireLength, extended: extended).write(to: &b)

@@ -68,6 +68,8 @@ public struct ConnectionStats: Sendable, Equatable {
     public var unknown: [UInt16: CommandStats] = [:]
     public var connections = 0
     public var violations: [String: UInt64] = [:]
+    /// Compliance notes by code: departures from the spec text that real peers make.
+    public var compliance: [String: UInt64] = [:]
     public var bytesClientToServer: UInt64 = 0
     public var bytesServerToClient: UInt64 = 0
     /// Capture problems: bytes missing, and bytes passed over to find the next message.
@@ -84,6 +86,8 @@ public struct ConnectionStats: Sendable, Equatable {
             update(c.request.command) { $0.count(completed: c) }
         case .violation(let v):
             violations[v.code.rawValue, default: 0] += 1
+        case .compliance(let c):
+            compliance[c.code.rawValue, default: 0] += 1
         case .transmissionStarted, .serverGreeting, .clientFlags, .option, .optionReply, .exportNameReply,
              .simpleReply, .replyChunk, .payload, .tlsStarted, .opaque, .closed:
             break
@@ -106,6 +110,7 @@ public struct ConnectionStats: Sendable, Equatable {
         for (k, v) in o.unknown { unknown[k, default: CommandStats()].merge(v) }
         connections += o.connections
         for (k, v) in o.violations { violations[k, default: 0] += v }
+        for (k, v) in o.compliance { compliance[k, default: 0] += v }
         bytesClientToServer += o.bytesClientToServer
         bytesServerToClient += o.bytesServerToClient
         gapBytes += o.gapBytes

@@ -113,6 +113,14 @@ extension ConnectionLog {
             o.bool("fatal", v.fatal)
             o.string("reason", v.reason)
             o.number("stream_offset", event.streamOffset)
+        case .compliance(let c):
+            guard c.occurrence == 1 else { return }
+            o = header(t, "compliance")
+            o.string("from", event.direction == .clientToServer ? "client" : "server")
+            o.string("code", c.code.rawValue)
+            o.string("seen_in", c.seenIn)
+            o.string("reason", c.reason)
+            o.number("stream_offset", event.streamOffset)
         case .gap(let n):
             o = header(t, "gap")
             o.string("from", event.direction == .clientToServer ? "client" : "server")

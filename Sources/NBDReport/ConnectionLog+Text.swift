@@ -34,6 +34,9 @@ extension ConnectionLog {
             line(t, "TLS starttls=1", &out)
         case .violation(let v):
             line(t, "Violation from=\(event.direction == .clientToServer ? "client" : "server") code=\(v.code.rawValue) fatal=\(v.fatal ? 1 : 0) reason=\(ShellQuote.quote(v.reason))", &out)
+        case .compliance(let c):
+            guard c.occurrence == 1 else { return }
+            line(t, "Compliance from=\(event.direction == .clientToServer ? "client" : "server") code=\(c.code.rawValue) seen_in=\(ShellQuote.quote(c.seenIn)) reason=\(ShellQuote.quote(c.reason))", &out)
         case .gap(let n):
             line(t, "Gap from=\(event.direction == .clientToServer ? "client" : "server") missing=\(n)", &out)
         case .skipped(let n):

@@ -59,6 +59,9 @@ public enum StatsFormatter {
         var v = JSONObject()
         for (k, n) in s.violations.sorted(by: { $0.key < $1.key }) { v.number(k, n) }
         o.object("violations", v)
+        var cn = JSONObject()
+        for (k, n) in s.compliance.sorted(by: { $0.key < $1.key }) { cn.number(k, n) }
+        o.object("compliance", cn)
         o.number("bytes_client_to_server", s.bytesClientToServer)
         o.number("bytes_server_to_client", s.bytesServerToClient)
         if s.gapBytes > 0 || s.skippedBytes > 0 {
@@ -110,6 +113,9 @@ public enum StatsFormatter {
         }
         if !s.violations.isEmpty {
             out += "  violations: " + s.violations.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
+        }
+        if !s.compliance.isEmpty {
+            out += "  compliance notes: " + s.compliance.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
         }
         return out
     }

@@ -52,7 +52,7 @@ final class Scratch {
         p.environment = Self.environment
         p.currentDirectoryURL = URL(fileURLWithPath: dir)
         let base = name ?? (tool as NSString).lastPathComponent
-        FileManager.default.createFile(atPath: path("\(base).out"), contents: nil)
+        _ = FileManager.default.createFile(atPath: path("\(base).out"), contents: nil)
         p.standardOutput = FileHandle(forWritingAtPath: path("\(base).out"))
         p.standardError = p.standardOutput
         try p.run()
@@ -74,7 +74,7 @@ final class Scratch {
         p.environment = Self.environment.merging(environment) { $1 }
         p.currentDirectoryURL = URL(fileURLWithPath: dir)
         let outPath = path("run-\(UUID().uuidString.prefix(6)).out")
-        FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
         let out = FileHandle(forWritingAtPath: outPath)!
         p.standardOutput = out
         p.standardError = out
