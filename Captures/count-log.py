@@ -5,13 +5,24 @@ Usage:
   count-log.py nbdkit.log [nbdkit-debug.log]   nbdkit --filter=log logfile (default
                format); with the -v log also counts requests nbdkit rejects before
                the filters see them, and NBD_CMD_DISC (rows marked [-v])
-  count-log.py --qemu qemu-nbd-trace.log   qemu-nbd --trace 'nbd_*' stderr
+  count-log.py --qemu qemu-nbd-trace.log   qemu-nbd --trace 'nbd_*' stderr (qemu 7.2 or 10)
   count-log.py --nbdkit-debug nbdkit-debug.log   nbdkit -v stderr (transmission debug lines)
   count-log.py --nbd-server transaction.log      nbd-server transactionlog (binary)
 
 Prints a markdown table: request (with the flags as the log spells them),
 count, and outcome (ok / error names), plus per-connection totals.  It reads
 only the server's log, never the wire.
+
+qemu traces: 7.2 and 10 both print `nbd_receive_request Got request: {...}` per
+request (10 also for extended-header requests, magic 0x21e41c71, 64-bit len).
+10 names the request id `cookie` where 7.2 said `handle`, and renamed
+nbd_co_send_structured_{read,read_hole,done,error} to nbd_co_send_chunk_*; both
+spellings are read.  qemu 10's compliance events (nbd_*_compliance, e.g.
+nbd_co_receive_ext_payload_compliance: a WRITE under extended headers without
+NBD_CMD_FLAG_PAYLOAD_LEN) get rows of their own, not counted as requests.  On a
+connection whose NBD_OPT_EXTENDED_HEADERS was acked, block status chunks are
+counted as BLOCK_STATUS_EXT (what qemu-nbd sends in extended mode; the trace
+line itself is the same).
 """
 import collections
 import re
@@ -21,6 +32,10 @@ FLAG_KEYS = {
     "Read": [], "Write": ["fua"], "Flush": [], "Trim": ["fua"],
     "Zero": ["trim", "fua", "fast"], "Extents": ["req_one"], "Cache": [],
 }
+
+
+# option numbers newer than nbdkit 1.32's list (it logs them as "unknown (0xN)")
+NEWER_OPTS = {0xb: "NBD_OPT_EXTENDED_HEADERS"}
 
 
 def parse_kv(s):
@@ -85,6 +100,14 @@ def nbdkit_log(path, debug=None):
                 opts[lab] = opts.get(lab, 0) + 1
                 optout[lab][m.group(2)] += 1
                 continue
+            # an option nbdkit 1.32 has no name for (e.g. qemu 10's NBD_OPT_EXTENDED_HEADERS)
+            m = re.search(r"replying to unknown \((0x[0-9a-f]+)\) with (NBD_REP_\w+)", line)
+            if m:
+                lab = "option %s (%s, unknown to nbdkit) [-v]" % (
+                    NEWER_OPTS.get(int(m.group(1), 16), "?"), m.group(1))
+                opts[lab] = opts.get(lab, 0) + 1
+                optout[lab][m.group(2)] += 1
+                continue
             m = re.search(r"newstyle negotiation: (NBD_OPT_EXPORT_NAME): client requested", line)
             if m:
                 lab = "option %s [-v]" % m.group(1)
@@ -107,12 +130,13 @@ def nbdkit_log(path, debug=None):
 
 QEMU_TYPES = {0: "READ", 1: "WRITE", 2: "DISC", 3: "FLUSH", 4: "TRIM", 5: "CACHE",
               6: "WRITE_ZEROES", 7: "BLOCK_STATUS"}
-QEMU_FLAGS = [(0x01, "FUA"), (0x02, "NO_HOLE"), (0x04, "DF"), (0x08, "REQ_ONE"), (0x10, "FAST_ZERO")]
+QEMU_FLAGS = [(0x01, "FUA"), (0x02, "NO_HOLE"), (0x04, "DF"), (0x08, "REQ_ONE"), (0x10, "FAST_ZERO"),
+              (0x20, "PAYLOAD_LEN")]
 
 
 def flag_names(f):
     names = [n for bit, n in QEMU_FLAGS if f & bit]
-    rest = f & ~0x1F
+    rest = f & ~0x3F
     if rest:
         names.append("0x%x" % rest)
     return "|".join(names) if names else "none"
@@ -130,6 +154,8 @@ def qemu_trace(path):
         counts[label] = counts.get(label, 0) + n
 
     last_req = None
+    extended = False   # NBD_OPT_EXTENDED_HEADERS acked on the current connection (qemu 10)
+    ID = r"(?:handle|cookie)"   # 7.2 says handle, 10 says cookie
     for line in open(path):
         m = re.search(r"nbd_receive_request Got request: \{ magic = (0x[0-9a-f]+), "
                       r"\.flags = (0x[0-9a-f]+), \.type = (0x[0-9a-f]+), from = (\d+), len = (\d+)", line)
@@ -150,30 +176,38 @@ def qemu_trace(path):
             outcome["upstream replies (qemu-nbd as client)"]["simple " + ("ok" if m.group(1) == "0" else m.group(2))] += 1
             add("upstream replies (qemu-nbd as client)")
             continue
-        m = re.search(r"nbd_receive_structured_reply_chunk Got structured reply chunk: \{ flags = (0x[0-9a-f]+), type = (\d+) \(([^)]*)\)", line)
+        m = re.search(r"(?:nbd_receive_structured_reply_chunk Got structured reply chunk|"
+                      r"nbd_receive_reply_chunk_header Got reply chunk header): "
+                      r"\{ flags = (0x[0-9a-f]+), type = (\d+) \(([^)]*)\)", line)
         if m:
             outcome["upstream replies (qemu-nbd as client)"]["chunk " + m.group(3)] += 1
             if int(m.group(1), 16) & 1:
                 add("upstream replies (qemu-nbd as client)")
             continue
-        m = re.search(r"nbd_co_receive_request_decode_type Decoding type: handle = (\d+)", line)
+        m = re.search(r"nbd_co_receive_request_decode_type Decoding type: " + ID + r" = (\d+)", line)
         if m and last_req:
             handle_label[m.group(1)] = last_req
             continue
-        m = re.search(r"nbd_co_send_simple_reply Send simple reply: handle = (\d+), error = (\d+) \((\w+)\)", line)
+        m = re.search(r"(nbd_\w+_compliance) (.*?)(?:: from=.*)?$", line.rstrip("\n"))
+        if m:
+            add("compliance: %s (%s)" % (m.group(2), m.group(1)))
+            continue
+        m = re.search(r"nbd_co_send_simple_reply Send simple reply: " + ID + r" = (\d+), error = (\d+) \((\w+)\)", line)
         if m:
             lab = handle_label.get(m.group(1), "?")
             outcome[lab]["simple reply " + ("ok" if m.group(2) == "0" else m.group(3))] += 1
             continue
-        m = re.search(r"nbd_co_send_structured_error Send structured error reply: handle = (\d+), error = (\d+) \((\w+)\)", line)
+        m = re.search(r"nbd_co_send_(?:structured|chunk)_error Send structured error reply: " + ID +
+                      r" = (\d+), error = (\d+) \((\w+)\)", line)
         if m:
             outcome[handle_label.get(m.group(1), "?")]["error chunk " + m.group(3)] += 1
             continue
-        for pat, what in ((r"nbd_co_send_structured_read Send structured read data reply: handle = (\d+)", "OFFSET_DATA chunk"),
-                          (r"nbd_co_send_structured_read_hole Send structured read hole reply: handle = (\d+)", "OFFSET_HOLE chunk"),
-                          (r"nbd_co_send_extents Send block status reply: handle = (\d+)", "BLOCK_STATUS chunk"),
-                          (r"nbd_co_send_structured_done Send structured reply done: handle = (\d+)", "NONE chunk")):
-            m = re.search(pat, line)
+        for pat, what in ((r"nbd_co_send_(?:structured|chunk)_read Send structured read data reply: ", "OFFSET_DATA chunk"),
+                          (r"nbd_co_send_(?:structured|chunk)_read_hole Send structured read hole reply: ", "OFFSET_HOLE chunk"),
+                          (r"nbd_co_send_extents Send block status reply: ",
+                           "BLOCK_STATUS_EXT chunk" if extended else "BLOCK_STATUS chunk"),
+                          (r"nbd_co_send_(?:structured|chunk)_done Send structured reply done: ", "NONE chunk")):
+            m = re.search(pat + ID + r" = (\d+)", line)
             if m:
                 outcome[handle_label.get(m.group(1), "?")][what] += 1
                 break
@@ -192,12 +226,15 @@ def qemu_trace(path):
         m = re.search(r"nbd_negotiate_send_rep_len Reply opt=(\d+) \(([^)]*)\), type=(\d+) \(([^)]*)\)", line)
         if m:
             outcome["option %s (%s)" % (m.group(1), m.group(2))]["rep " + m.group(4)] += 1
+            if m.group(1) == "11" and m.group(4) == "ack":
+                extended = True
             continue
         m = re.search(r"nbd_negotiate_send_rep_err Reply opt=(\d+) \(([^)]*)\), type=(\S+) \(([^)]*)\)", line)
         if m:
             outcome["option %s (%s)" % (m.group(1), m.group(2))]["rep " + m.group(4)] += 1
             continue
         if "nbd_negotiate_begin" in line:
+            extended = False
             other.append((None, "negotiation begins (TCP connection)", ""))
     return counts, outcome, per_conn, other
 
@@ -274,11 +311,12 @@ def main():
            "nbd-server": "nbd-server transactionlog records"}[fmt]
     print("| Request (%s) | Count | Outcome |" % src)
     print("|---|---|---|")
-    order = lambda k: (2 if k.startswith("upstream replies") else 1 if k.startswith("upstream") else 0)
+    order = lambda k: (2 if k.startswith("upstream replies") else 1 if k.startswith("upstream")
+                       else 0.5 if k.startswith("compliance: ") else 0)
     for label, n in sorted(counts.items(), key=lambda kv: order(kv[0])):
         oc = ", ".join("%s: %d" % kv for kv in sorted(outcome[label].items())) if outcome[label] else ""
         print("| `%s` | %d | %s |" % (label, n, oc))
-    print("| **total requests** | %d | |" % sum(n for k, n in counts.items() if not k.startswith(("option ", "oldstyle", "upstream"))))
+    print("| **total requests** | %d | |" % sum(n for k, n in counts.items() if not k.startswith(("option ", "oldstyle", "upstream", "compliance: "))))
     for conn, act, rest in (other if fmt == "nbd-server" else []):
         print("- " + act)
     if fmt == "qemu":

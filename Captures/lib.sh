@@ -164,6 +164,13 @@ versions() {
         echo "nbdsh: $(nbdsh --version | tr '\n' ' ')"
         echo "qemu-img: $(qemu-img --version | head -1)"
         echo "qemu-nbd: $(qemu-nbd --version | head -1)"
+        # qemu 10 (scripts/setup unpacks it into .peers/qemu-10): only where that folder exists
+        local q10
+        q10=$(bash "$REPO_DIR/scripts/peers" qemu10)
+        if [ -d "$q10" ]; then
+            echo "qemu-img 10: $("$q10/qemu-img" --version | head -1)"
+            echo "qemu-nbd 10: $("$q10/qemu-nbd" --version | head -1 | sed "s|^$q10/||")"
+        fi
         echo "nbd-server: $(nbd-server -V 2>&1 | grep -m1 version)"
         echo "tcpdump: $(tcpdump --version 2>&1 | head -1)"
         echo "tshark: $(tshark --version | head -1)"

@@ -5,7 +5,7 @@
 extension Profile {
     static let measuredBy = "Tests/NBDEmulationTests/Fixtures/measure.sh: probe.py (raw NBD_OPT_* on fresh connections), nbdinfo --json, LIBNBD_DEBUG=1 nbdinfo"
 
-    public static let all: [Profile] = [nbdServer, nbdkit, qemuNBD, preFastZero, preStructuredReplies, oldstyle]
+    public static let all: [Profile] = [nbdServer, nbdkit, qemuNBD, preExtendedHeaders, preFastZero, preStructuredReplies, oldstyle]
 
     /// nbd-server 3.24: eflags 0x16d with or without a structured-reply attempt;
     /// STRUCTURED_REPLY, LIST/SET_META_CONTEXT and EXTENDED_HEADERS answered ERR_UNSUP;
@@ -36,6 +36,21 @@ extension Profile {
         sources: [ProfileSource(tool: "qemu-nbd", version: "7.2.22",
                                 method: "\(measuredBy) against `qemu-nbd -f raw` on a 1 MiB file; fixtures qemu-nbd.json, qemu-nbd-shared2.json")],
         options: EmulationOptions(masked: [.multiConn, .blockStatusPayload], refused: [.extendedHeaders]))
+
+    /// A server from before extended headers: qemu-nbd up to 8.1 (qemu 8.2 added
+    /// NBD_OPT_EXTENDED_HEADERS and NBD_FLAG_BLOCK_STATUS_PAYLOAD), nbdkit and nbd-server as
+    /// Debian 12 ships them. Structured replies, meta contexts and fast zero stay; in front
+    /// of qemu-nbd 10 it shows what qemu-nbd 7.2 shows (IntegrationTests' profile test).
+    public static let preExtendedHeaders = Profile(
+        name: "pre-extended-headers",
+        summary: "a server from before extended headers (qemu-nbd <= 8.1, nbdkit 1.32): 32-bit requests, structured replies",
+        sources: [ProfileSource(tool: "qemu", version: "8.2",
+                                method: "qemu docs/interop/nbd.rst: NBD_OPT_EXTENDED_HEADERS and NBD_FLAG_BLOCK_STATUS_PAYLOAD first in 8.2"),
+                  ProfileSource(tool: "qemu-nbd", version: "7.2.22 and 10.0.2",
+                                method: "probe.py against each (EXTENDED_HEADERS: ERR_UNSUP from 7.2, ACK and eflags 0x1ced from 10)"),
+                  ProfileSource(tool: "nbdkit", version: "1.32.5",
+                                method: "\(measuredBy) against `nbdkit memory 1M` (EXTENDED_HEADERS: ERR_UNSUP); later nbdkit releases not checked here")],
+        options: EmulationOptions(masked: [.blockStatusPayload], refused: [.extendedHeaders]))
 
     /// Before NBD_CMD_FLAG_FAST_ZERO (spec commit 9376d16, on master 2019-09-03); extended
     /// headers (2023-04-24) are later still.

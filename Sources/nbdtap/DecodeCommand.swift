@@ -160,8 +160,8 @@ final class OutputFile {
         if path == "-" {
             handle = FileHandle.standardOutput
         } else {
-            guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
-                throw ValidationError("cannot write \(path)")
+            guard let h = openForWriting(path) else {
+                throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))")
             }
             handle = h
         }

@@ -1,5 +1,8 @@
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `nbdtap decode` on broken and foreign input: a clear one-line error, the results up
 /// to the fault, and a non-zero exit when the file itself is broken.
@@ -24,6 +27,25 @@ import Testing
     func decode(_ s: Scratch, _ file: String, _ extra: [String] = []) throws -> (Scratch.Result, String) {
         let r = try s.run(nbdtapBinary, ["decode", file, "--log", s.path("out.log")] + extra, timeout: 60)
         return (r, (try? String(contentsOfFile: s.path("out.log"), encoding: .utf8)) ?? "")
+    }
+
+    /// Output paths are written in place: `--view summary` (no log: /dev/null) and
+    /// `--stats /dev/null` leave /dev/null the character device it was (a rename over it
+    /// once made it a regular file, as root), and a --stats file gets the table.
+    @Test func devNullStaysADevice() throws {
+        let s = try Scratch()
+        func isCharDevice() -> Bool {
+            var st = stat()
+            return stat("/dev/null", &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR
+        }
+        try #require(isCharDevice())
+        let r = try s.run(nbdtapBinary, ["decode", "--view", "summary", Self.capture, "--stats", "/dev/null"], timeout: 60)
+        #expect(r.status == 0, "\(r.output)")
+        #expect(isCharDevice())
+        let r2 = try s.run(nbdtapBinary, ["decode", Self.capture, "--log", "/dev/null", "--stats", s.path("stats.txt")], timeout: 60)
+        #expect(r2.status == 0, "\(r2.output)")
+        #expect(isCharDevice())
+        #expect(s.contents("stats.txt").contains("WRITE"))
     }
 
     @Test func truncatedFileGivesResultsUpToTheFault() throws {

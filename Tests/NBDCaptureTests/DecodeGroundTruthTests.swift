@@ -126,7 +126,7 @@ struct DecodeGroundTruthTests {
         return out
     }
 
-    @Test(arguments: ["qemu-nbd-allocation-depth", "fast-zero-chain"])
+    @Test(arguments: ["qemu-nbd-allocation-depth", "fast-zero-chain", "qemu10-convert", "qemu10-map", "qemu10-io-all"])
     func matchesQemuNBDTrace(_ name: String) throws {
         let trace = qemuTrace(try String(contentsOf: file(name, "qemu-nbd-trace.log"), encoding: .utf8))
         try #require(!trace.requests.isEmpty)
@@ -144,6 +144,33 @@ struct DecodeGroundTruthTests {
             }
         }
         #expect(ours == trace.errors)
+    }
+
+    /// qemu 10 to qemu-nbd 10: extended headers on every connection, and one compliance
+    /// note per WRITE without PAYLOAD_LEN, as many as qemu-nbd's own
+    /// nbd_co_receive_ext_payload_compliance trace lines; no violation.
+    @Test(arguments: ["qemu10-convert", "qemu10-map", "qemu10-io-all"])
+    func qemu10ComplianceNotesMatchTrace(_ name: String) throws {
+        let trace = try String(contentsOf: file(name, "qemu-nbd-trace.log"), encoding: .utf8)
+        let traced = trace.split(separator: "\n").filter { $0.hasPrefix("nbd_co_receive_ext_payload_compliance") && $0.contains("without payload flag") }.count
+        let d = try Self.decodePcap(name)
+        let noted = d.sessions.finished.reduce(0) { $0 + Int($1.1.compliance["write_without_payload_len"] ?? 0) }
+        #expect(noted == traced)
+        #expect(!d.log.contains("Violation"))
+        let connects = d.log.split(separator: "\n").filter { $0.contains(" Connect ") }
+        #expect(!connects.isEmpty && connects.allSatisfy { $0.contains("extended=1") && $0.contains("eflags=0x1ced") })
+        if name != "qemu10-map" { #expect(traced > 0) }
+    }
+
+    /// qemu 10's client with nbdkit 1.32: extended headers refused (nbdkit -v says so), the
+    /// session falls back to structured replies with compact headers and no note.
+    @Test func qemu10MixedFallsBackToStructuredReplies() throws {
+        let d = try Self.decodePcap("qemu10-mixed")
+        let debug = try String(contentsOf: file("qemu10-mixed", "nbdkit-debug.log"), encoding: .utf8)
+        #expect(debug.contains("replying to unknown (0xb) with NBD_REP_ERR_UNSUP"))
+        #expect(d.log.contains("...Option opt=EXTENDED_HEADERS reply=ERR_UNSUP"))
+        #expect(d.log.contains("structured=1 extended=0"))
+        #expect(!d.log.contains("Violation") && !d.log.contains("Compliance"))
     }
 
     @Test func fastZeroChainUpstreamMatchesNBDKitLog() throws {

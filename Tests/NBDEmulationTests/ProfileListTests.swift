@@ -6,7 +6,7 @@ import Testing
 @Suite struct ProfileListTests {
     @Test func namesAreUniqueAndLookupWorks() {
         let names = Profile.all.map(\.name)
-        #expect(names == ["nbd-server-3.24", "nbdkit-1.32", "qemu-nbd-7.2", "pre-fast-zero", "pre-structured-replies", "oldstyle"])
+        #expect(names == ["nbd-server-3.24", "nbdkit-1.32", "qemu-nbd-7.2", "pre-extended-headers", "pre-fast-zero", "pre-structured-replies", "oldstyle"])
         #expect(Set(names).count == names.count)
         for profile in Profile.all {
             #expect(Profile.named(profile.name) == profile)
@@ -25,6 +25,15 @@ import Testing
         let shown = options.shownFlags(upstream: nbdkitFlags, structuredOrExtended: true)
         #expect(options.requestDecision(request(.writeZeroes, .fastZero), shown: shown, upstream: nbdkitFlags, maxPayload: nil)
                 == .answer(.einval, .hiddenFlag(.fastZero)))
+    }
+
+    @Test func preExtendedHeadersRefusesOnlyExtendedHeaders() {
+        let options = Profile.preExtendedHeaders.options
+        #expect(options.shownFlags(upstream: everyFeature, structuredOrExtended: true) == everyFeature.subtracting([.blockStatusPayload]))
+        for option in [NBDOption.structuredReply, .setMetaContext, .listMetaContext, .go, .info] {
+            #expect(options.optionDecision(option) == .forward)
+        }
+        #expect(options.optionDecision(.extendedHeaders) == .refuse(.errUnsup))
     }
 
     @Test func preStructuredRepliesKeepsWriteZeroesMultiConnAndGo() {

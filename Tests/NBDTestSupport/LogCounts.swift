@@ -29,3 +29,13 @@ public func replyCounts(_ log: String) -> [String: Int] {
     }
     return counts
 }
+
+/// Request counts per action alone (`Write`, `Zero`), for servers whose own record names
+/// the command but not its flags.
+public func actionCounts(_ log: String) -> [String: Int] {
+    var counts: [String: Int] = [:]
+    for (key, n) in requestCounts(log) {
+        counts[String(key.split(separator: " ").first ?? ""), default: 0] += n
+    }
+    return counts
+}

@@ -64,3 +64,33 @@ public func nbdServerTransactionLog(_ data: Data) -> (requests: [TracedRequest],
     }
     return (requests, errors)
 }
+
+/// The nbdkit log action each NBD command is logged as, by wire value (0-8): how a
+/// server's own record (trace, transaction log) is put beside nbdtap's log.
+public let actionForCommand: [Int: String] = [0: "Read", 1: "Write", 3: "Flush", 4: "Trim", 5: "Cache", 6: "Zero", 7: "Extents"]
+
+/// qemu-nbd or qemu-storage-daemon `--trace nbd_co_receive_request_decode_type`: one line
+/// per request received, `Decoding type: handle = 1, type = 1 (write)` in qemu 7.2 and
+/// `cookie = 1` in qemu 10. Counts per nbdkit log action; NBD_CMD_DISC is left out (nbdkit
+/// logs it as Disconnect, not as a request).
+public func qemuDecodeTypeCounts(_ text: String) -> [String: Int] {
+    let re = try! NSRegularExpression(pattern: #"nbd_co_receive_request_decode_type .*type = (\d+) \("#)
+    var counts: [String: Int] = [:]
+    for line in text.split(separator: "\n") {
+        let s = String(line)
+        guard let m = re.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)),
+              let type = Int(s[Range(m.range(at: 1), in: s)!]) else { continue }
+        if type == 2 { continue }
+        counts[actionForCommand[type] ?? "type\(type)", default: 0] += 1
+    }
+    return counts
+}
+
+/// Requests per action in nbd-server's transaction log (NBD_CMD_DISC left out).
+public func nbdServerActionCounts(_ data: Data) -> [String: Int] {
+    var counts: [String: Int] = [:]
+    for r in nbdServerTransactionLog(data).requests where r.type != 2 {
+        counts[actionForCommand[r.type] ?? "type\(r.type)", default: 0] += 1
+    }
+    return counts
+}
