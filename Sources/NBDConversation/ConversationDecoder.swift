@@ -320,7 +320,15 @@ public struct ConversationDecoder {
             }
             return .bytes(OptionHeader.length + Int(len))
         case (.clientToServer, .transmission):
-            return .bytes(extendedHeaders ? RequestHeader.extendedLength : RequestHeader.compactLength)
+            guard extendedHeaders else { return .bytes(RequestHeader.compactLength) }
+            // A BLOCK_STATUS payload (effect length and context ids) is parsed with its
+            // header, when it is small enough to hold; any other payload is passed over.
+            if let flags = buf.getInteger(at: r + 4, as: UInt16.self), let type = buf.getInteger(at: r + 6, as: UInt16.self),
+               flags & CommandFlags.payloadLen.rawValue != 0, type == NBDCommand.blockStatus.rawValue {
+                guard let len = buf.getInteger(at: r + 24, as: UInt64.self) else { return .bytes(RequestHeader.extendedLength) }
+                if len <= UInt64(limits.maxOptionData) { return .bytes(RequestHeader.extendedLength + Int(len)) }
+            }
+            return .bytes(RequestHeader.extendedLength)
         case (.serverToClient, .greeting):
             guard let second = buf.getInteger(at: r + 8, as: UInt64.self) else { return .bytes(16) }
             return .bytes(second == NBDMagic.cliservMagic ? ServerGreeting.oldstyleLength : ServerGreeting.newstyleLength)

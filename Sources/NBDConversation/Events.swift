@@ -73,6 +73,20 @@ public struct RequestEvent: Hashable, Sendable {
     public var id: UInt64
     public var header: RequestHeader
     public var time: UInt64
+    /// The length the request acts on: the header's length, except for a BLOCK_STATUS
+    /// with PAYLOAD_LEN, whose header length is its payload's and whose effect length is
+    /// the payload's first field.
+    public var effectLength: UInt64
+    /// BLOCK_STATUS with a payload: the meta context ids it asks for.
+    public var contextFilter: [UInt32]?
+
+    public init(id: UInt64, header: RequestHeader, time: UInt64, effectLength: UInt64? = nil, contextFilter: [UInt32]? = nil) {
+        self.id = id
+        self.header = header
+        self.time = time
+        self.effectLength = effectLength ?? header.length
+        self.contextFilter = contextFilter
+    }
 }
 
 /// Outcome of a request, emitted once its last reply arrived (or it was abandoned).

@@ -9,16 +9,34 @@ extension ConversationDecoder {
         if c2s.disconnected {
             emit(d, offset, time, .violation(ProtocolViolation(.afterDisconnect, "request sent after NBD_CMD_DISC")), &events)
         }
-        let event = RequestEvent(id: nextID, header: header, time: time)
+        let payload = header.payloadLength
+        var filter: (effectLength: UInt64, ids: [UInt32])?
+        var filterProblem: String?
+        let parsesPayload = header.extended && header.command == .blockStatus && payload > 0 && buf.readableBytes >= Int(payload)
+        if parsesPayload {
+            // NBD_FLAG_BLOCK_STATUS_PAYLOAD: u64 effect length, then u32 context ids.
+            var body = buf.getSlice(at: buf.readerIndex, length: Int(payload))!
+            if payload >= 8 && (payload - 8) % 4 == 0, let effect = body.readInteger(as: UInt64.self) {
+                var ids: [UInt32] = []
+                ids.reserveCapacity(Int(payload - 8) / 4)
+                while let id = body.readInteger(as: UInt32.self) { ids.append(id) }
+                filter = (effect, ids)
+            } else {
+                filterProblem = "NBD_CMD_BLOCK_STATUS payload of \(payload) bytes is not a u64 effect length and u32 context ids"
+            }
+        } else if header.extended && header.command == .blockStatus && payload > 0 {
+            filterProblem = "NBD_CMD_BLOCK_STATUS payload of \(payload) bytes exceeds the \(limits.maxOptionData)-byte limit; passed over"
+        }
+        let event = RequestEvent(id: nextID, header: header, time: time, effectLength: filter?.effectLength, contextFilter: filter?.ids)
         nextID += 1
         emit(d, offset, time, .request(event), &events)
-        let payload = header.payloadLength
         if payload > 0 {
             let start = offset + UInt64(header.wireLength)
             emit(d, start, time, .payload(cookie: header.cookie, span: StreamSpan(direction: d, offset: start, length: payload)), &events)
-            c2s.skip = payload
+            if parsesPayload { buf.moveReaderIndex(forwardBy: Int(payload)) } else { c2s.skip = payload }
         }
-        if negotiationKnown { validate(header, offset, time, &events) }
+        if let filterProblem { emit(d, offset, time, .violation(ProtocolViolation(.malformedPayload, filterProblem)), &events) }
+        if negotiationKnown { validate(header, effectLength: event.effectLength, offset, time, &events) }
         if case .disc = header.command {
             c2s.disconnected = true
             return
@@ -35,7 +53,7 @@ extension ConversationDecoder {
 
     /// Checks a request against what the export advertised. None of these stop decoding:
     /// the header alone frames the stream.
-    mutating func validate(_ h: RequestHeader, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) {
+    mutating func validate(_ h: RequestHeader, effectLength: UInt64, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) {
         let d = StreamDirection.clientToServer
         let name = "NBD_CMD_\(h.command.name)"
         func report(_ code: ProtocolViolation.Code, _ reason: String) {
@@ -102,9 +120,9 @@ extension ConversationDecoder {
         }
         switch h.command {
         case .read, .write, .trim, .cache, .writeZeroes, .blockStatus:
-            let (end, overflow) = h.offset.addingReportingOverflow(h.length)
+            let (end, overflow) = h.offset.addingReportingOverflow(effectLength)
             if overflow || end > exportSize {
-                report(.beyondExportSize, "\(name) offset 0x\(hex(h.offset)) length 0x\(hex(h.length)) goes past the export size 0x\(hex(exportSize))")
+                report(.beyondExportSize, "\(name) offset 0x\(hex(h.offset)) length 0x\(hex(effectLength)) goes past the export size 0x\(hex(exportSize))")
             }
         case .disc, .flush:
             if h.offset != 0 || h.length != 0 {

@@ -18,9 +18,10 @@ public struct CommandStats: Sendable, Equatable {
 
     public init() {}
 
-    mutating func count(request h: RequestHeader) {
+    mutating func count(request r: RequestEvent) {
+        let h = r.header
         requests += 1
-        bytes &+= h.length
+        bytes &+= r.effectLength
         if h.flags.rawValue != 0 {
             for (i, f) in CommandFlags.all.enumerated() where h.flags.contains(f.0) { flagCounts[i] += 1 }
             if h.flags.rawValue & ~CommandFlags.known.rawValue != 0 { unknownFlags += 1 }
@@ -81,7 +82,7 @@ public struct ConnectionStats: Sendable, Equatable {
     public mutating func record(_ event: ConversationEvent) {
         switch event.kind {
         case .request(let r):
-            update(r.header.command) { $0.count(request: r.header) }
+            update(r.header.command) { $0.count(request: r) }
         case .completed(let c):
             update(c.request.command) { $0.count(completed: c) }
         case .violation(let v):

@@ -12,7 +12,8 @@ extension ConnectionLog {
             o.string("command", r.header.command.name)
             o.string("cookie", "0x" + String(r.header.cookie, radix: 16))
             o.number("offset", r.header.offset)
-            o.number("length", r.header.length)
+            o.number("length", r.effectLength)
+            if let ids = r.contextFilter { o.string("contexts", ids.map(String.init).joined(separator: ",")) }
             o.strings("flags", r.header.flags.names)
         case .completed(let c):
             guard c.outcome != .noReply else { return }

@@ -78,7 +78,7 @@ extension ConnectionLog {
             out += " offset="
             FastText.appendHex(h.offset, to: &out)
             out += " count="
-            FastText.appendHex(h.length, to: &out)
+            FastText.appendHex(r.effectLength, to: &out)
             let fua = h.flags.contains(.fua) ? " fua=1" : " fua=0"
             switch h.command {
             case .write, .trim: out += fua

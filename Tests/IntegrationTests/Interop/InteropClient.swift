@@ -77,9 +77,17 @@ enum InteropClient: String, CaseIterable, CustomStringConvertible, Sendable {
         print("done")
         """
 
+    /// `nbdinfo --map`, or the line nbdinfo prints when the server has no base:allocation
+    /// (nbd-server 3.24): the same shell for the proxied and the direct run.
+    static func nbdinfoMap(uri: String, out: String) -> String {
+        "{ nbdinfo --map \(uri) > \(out) 2> \(out).err || { grep -q 'does not support metadata context' \(out).err && echo no-map > \(out); }; }"
+    }
+
     /// The shell command run through the proxy; `dir` holds the source images made by
     /// `prepare`.
-    func command(dir: String) -> String {
+    /// `oneConnection`: nbdcopy uses one connection per copy (nbd-server's transaction log
+    /// keeps only the last connection's requests).
+    func command(dir: String, oneConnection: Bool = false) -> String {
         let q7 = "/usr/bin"
         let q10 = Peers.qemu10Bin
         switch self {
@@ -90,12 +98,13 @@ enum InteropClient: String, CaseIterable, CustomStringConvertible, Sendable {
         case .qemuIO10:
             return "\(q10)/qemu-io -f raw \"$CLIENT_URI\" " + Self.qemuIOCommands.map { "-c '\($0)'" }.joined(separator: " ")
         case .nbdcopy:
-            return "set -e; nbdcopy \(dir)/source.raw \"$CLIENT_URI\"; nbdcopy \"$CLIENT_URI\" \(dir)/copy.raw; "
+            let c = oneConnection ? " -C 1" : ""
+            return "set -e; nbdcopy\(c) \(dir)/source.raw \"$CLIENT_URI\"; nbdcopy\(c) \"$CLIENT_URI\" \(dir)/copy.raw; "
                 + "cmp \(dir)/source.raw \(dir)/copy.raw && echo identical"
         case .nbdsh:
             return "nbdsh -c \"exec(open('\(dir)/client.py').read())\""
         case .nbdinfo:
-            return "set -e; nbdinfo --json \"$CLIENT_URI\" > \(dir)/info.json; nbdinfo --map \"$CLIENT_URI\" > \(dir)/map.txt; echo mapped"
+            return "set -e; nbdinfo --json \"$CLIENT_URI\" > \(dir)/info.json; " + Self.nbdinfoMap(uri: "\"$CLIENT_URI\"", out: "\(dir)/map.txt") + "; echo mapped"
         case .fio:
             return "fio --name=verify --ioengine=nbd --uri=\"$CLIENT_URI\" --rw=randwrite --bs=4k --size=2M --iodepth=8 "
                 + "--verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=1 --group_reporting"

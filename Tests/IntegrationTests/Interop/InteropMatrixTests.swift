@@ -67,7 +67,7 @@ struct InteropMatrixTests {
         let listen = s.path("px.sock")
         let clientURI = "nbd+unix:///\(server.exportName)?socket=\(listen)"
         let r = try s.run(nbdtapBinary, ["proxy", "--upstream", server.upstreamURI, "--listen", "nbd+unix:///?socket=\(listen)",
-                                         "--log", s.path("px.log"), "--quiet"] + c.variant.arguments + ["--run", c.client.command(dir: s.dir)],
+                                         "--log", s.path("px.log"), "--quiet"] + c.variant.arguments + ["--run", c.client.command(dir: s.dir, oneConnection: server.recordsLastConnectionOnly)],
                           timeout: 180, environment: ["CLIENT_URI": clientURI])
         let px = s.contents("px.log")
         #expect(c.client.succeeded(r.output, status: r.status), "\(c): \(r.output)\n\(px.suffix(3000))")
@@ -76,17 +76,21 @@ struct InteropMatrixTests {
         // emulated zeroes: what the server must have received.
         let emulated = px.contains(" Emulate id=")
         let flagLevel = c.server.recordsFlags && !emulated
-        let expected = flagLevel ? requestCounts(px) : forwardedActionCounts(px)
+        // nbd-server 3.24 starts its transaction log anew for each connection: its record
+        // is the last connection's, set beside nbdtap's log of that connection.
+        let compared = server.recordsLastConnectionOnly ? lastConnection(px) : px
+        let expected = flagLevel ? requestCounts(compared) : forwardedActionCounts(compared)
         var record: [String: Int] = [:]
         try? waitUntil("the server's record to catch up", timeout: 10) {
             record = flagLevel ? server.record() : actionsOnly(server.record())
             return record == expected
         }
-        #expect(!expected.isEmpty, "\(c): nbdtap logged no request")
+        // nbdinfo sends requests only for --map, which nbd-server 3.24 cannot serve.
+        if !(c.client == .nbdinfo && c.server == .nbdServer) { #expect(!expected.isEmpty, "\(c): nbdtap logged no request") }
         #expect(record == expected, "\(c): server recorded \(record), nbdtap \(expected)")
 
         // Real peers earn compliance notes (qemu 10's WRITEs), never a violation.
-        let violations = px.split(separator: "\n").filter { $0.contains(" Violation ") || $0.contains(" Close reason=") }
+        let violations = px.split(separator: "\n").filter { $0.contains(" Violation ") || $0.contains("broke the protocol") }
         #expect(violations.isEmpty, "\(c): \(violations)")
         let connect = px.split(separator: "\n").first { $0.contains(" Connect ") }.map(String.init) ?? ""
         #expect(!connect.isEmpty, "\(c): no Connect line")
@@ -123,9 +127,16 @@ struct InteropMatrixTests {
     /// the record was compared, so it does not count).
     func checkMapMatchesDirect(_ s: Scratch, _ server: RunningServer) throws {
         let direct = server.upstreamURI.hasPrefix("nbd://") ? server.upstreamURI + "/" + server.exportName : server.upstreamURI
-        let r = try s.run("nbdinfo", ["--map", direct])
-        #expect(r.status == 0 && r.output == s.contents("map.txt"), "direct \(r.output) vs proxied \(s.contents("map.txt"))")
-        #expect(s.contents("info.json").contains("\"export-size\": \(InteropServer.exportSize)"), "\(s.contents("info.json"))")
+        let r = try s.run("/bin/sh", ["-c", InteropClient.nbdinfoMap(uri: "'\(direct)'", out: s.path("direct-map.txt"))])
+        #expect(r.status == 0 && s.contents("direct-map.txt") == s.contents("map.txt"), "direct \(s.contents("direct-map.txt")) vs proxied \(s.contents("map.txt"))")
+        // The size nbdinfo reports through nbdtap is the one it reports directly (16 MiB,
+        // but 0 from nbd-server 3.24, whose NBD_OPT_INFO reply says 0 while GO says 16 MiB).
+        func size(_ json: String) -> String? {
+            json.split(separator: "\n").first { $0.contains("\"export-size\":") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        let info = try s.run("nbdinfo", ["--json", direct])
+        #expect(size(s.contents("info.json")) != nil && size(s.contents("info.json")) == size(info.output), "\(s.contents("info.json")) vs \(info.output)")
+        if server.kind != .nbdServer { #expect(size(info.output)?.contains("\(InteropServer.exportSize)") == true) }
     }
 
     /// `extended=1 structured=1 eflags=0x1ced minsize=... contexts` for the Docs table.
@@ -137,10 +148,21 @@ struct InteropMatrixTests {
             .compactMap { $0.split(separator: " ").first { $0.hasPrefix("context=") }?.dropFirst(8) }
         let eflags = UInt32(field("eflags").dropFirst(2), radix: 16) ?? 0
         let multiConn = eflags & 0x100 != 0 ? "yes" : "no"
-        let blockSize = field("minsize") == "-" ? "-" : "\(field("minsize"))/\(field("prefsize"))/\(field("maxsize"))"
+        let blockSize = field("maxsize") == "-" || field("maxsize") == "0x0" ? "none" : "\(field("minsize"))/\(field("prefsize"))/\(field("maxsize"))"
         let connections = log.split(separator: "\n").filter { $0.contains(" Connect ") }.count
         return "\(field("extended") == "1" ? "yes" : "no") | \(field("structured") == "1" ? "yes" : "no") | \(field("eflags")) | \(multiConn) | \(blockSize) | \(Set(contexts).sorted().joined(separator: ",")) | \(connections)"
     }
+}
+
+/// The log lines of the highest-numbered connection.
+func lastConnection(_ log: String) -> String {
+    let re = try! NSRegularExpression(pattern: #" connection=(\d+) "#)
+    var last = 0
+    for line in log.split(separator: "\n") {
+        let l = String(line)
+        if let m = re.firstMatch(in: l, range: NSRange(l.startIndex..., in: l)), let n = Int(l[Range(m.range(at: 1), in: l)!]) { last = max(last, n) }
+    }
+    return log.split(separator: "\n").filter { $0.contains(" connection=\(last) ") }.joined(separator: "\n")
 }
 
 /// Counts keyed `Action flags...` folded to `Action`.

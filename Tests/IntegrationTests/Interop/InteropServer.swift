@@ -22,11 +22,15 @@ enum InteropServer: String, CaseIterable, CustomStringConvertible, Sendable {
 
     /// Whether the server's record names each request's flags as nbdkit's log does.
     var recordsFlags: Bool { self == .nbdkit }
+
+    /// nbd-server 3.24 truncates its transaction log at each new connection.
+    var recordsLastConnectionOnly: Bool { self == .nbdServer }
 }
 
 /// A server started for one pair, in that pair's scratch directory.
 struct RunningServer {
     let kind: InteropServer
+    var recordsLastConnectionOnly: Bool { kind.recordsLastConnectionOnly }
     /// What nbdtap's `--upstream` gets.
     let upstreamURI: String
     /// The export clients ask for ("" but for nbd-server, which has no default export).
