@@ -49,7 +49,9 @@ extension Profile {
                   ProfileSource(tool: "qemu-nbd", version: "7.2.22 and 10.0.2",
                                 method: "probe.py against each (EXTENDED_HEADERS: ERR_UNSUP from 7.2, ACK and eflags 0x1ced from 10)"),
                   ProfileSource(tool: "nbdkit", version: "1.32.5",
-                                method: "\(measuredBy) against `nbdkit memory 1M` (EXTENDED_HEADERS: ERR_UNSUP); later nbdkit releases not checked here")],
+                                method: "\(measuredBy) against `nbdkit memory 1M` (EXTENDED_HEADERS: ERR_UNSUP)"),
+                  ProfileSource(tool: "nbdkit", version: "≤ 1.33.11",
+                                method: "git grep of server/ at v1.33.11-2 (2023-03-10, the newest history read here): no NBD_OPT_EXTENDED_HEADERS; later releases not checked")],
         options: EmulationOptions(masked: [.blockStatusPayload], refused: [.extendedHeaders]))
 
     /// Before NBD_CMD_FLAG_FAST_ZERO (spec commit 9376d16, on master 2019-09-03); extended
