@@ -11,6 +11,11 @@ let package = Package(
         .executable(name: "nbdtap", targets: ["nbdtap"]),
         .library(name: "NBDProtocol", targets: ["NBDProtocol"]),
         .library(name: "NBDConversation", targets: ["NBDConversation"]),
+        // For the fuzzing package in Fuzz/ (a path dependency): the pcap front end, the
+        // reports and the emulation policy.
+        .library(name: "NBDCapture", targets: ["NBDCapture"]),
+        .library(name: "NBDReport", targets: ["NBDReport"]),
+        .library(name: "NBDEmulation", targets: ["NBDEmulation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
