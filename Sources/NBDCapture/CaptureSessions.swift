@@ -93,7 +93,9 @@ public final class CaptureSessions {
         }
     }
 
-    /// Ends every connection still open (the capture ended first).
+    /// Ends every connection still open (the capture ended first) and forgets them all, so
+    /// the next capture of the same run numbers its connections after these (each file's
+    /// reassembler counts its connection ids from 1 again).
     public func finish(out: inout [UInt8]) {
         for id in sessions.keys.sorted() {
             let s = sessions[id]!
@@ -104,6 +106,7 @@ public final class CaptureSessions {
             }
             if s.isNBD, s.tap != nil { close(s, s.lastTime, &out) }
         }
+        sessions.removeAll()
     }
 
     func close(_ s: Session, _ time: UInt64, _ out: inout [UInt8]) {
@@ -114,6 +117,8 @@ public final class CaptureSessions {
         finished.append((tap.connection, tap.stats))
         s.tap = nil
         s.isNBD = false
+        // Forgotten once closed: a live capture sees connections without end.
+        sessions[s.info.id] = nil
     }
 
     /// NBD if the server port is known and content does not contradict it, or content

@@ -1,5 +1,8 @@
 import CPcap
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One captured frame as libpcap delivered it.
 public struct Packet: Sendable {
@@ -77,6 +80,21 @@ public final class PcapSource {
     public init(file path: String) throws {
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
         guard let h = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
+            throw PcapError(PcapSource.string(errbuf))
+        }
+        handle = h
+        linkType = LinkType(rawValue: pcap_datalink(h))
+        snapshotLength = Int(pcap_snapshot(h))
+        nanoPrecision = pcap_get_tstamp_precision(h) == PCAP_TSTAMP_PRECISION_NANO
+        isLive = false
+    }
+
+    /// Read a pcap or pcapng stream already open (see `CaptureInput`); the source owns
+    /// the stream and libpcap closes it.
+    public init(stream: UnsafeMutablePointer<FILE>) throws {
+        var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+        guard let h = pcap_fopen_offline_with_tstamp_precision(stream, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
+            fclose(stream)
             throw PcapError(PcapSource.string(errbuf))
         }
         handle = h

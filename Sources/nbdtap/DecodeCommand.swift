@@ -59,34 +59,33 @@ struct DecodeCommand: ParsableCommand {
             let sig = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
             sig.setEventHandler { source.breakLoop() }
             sig.resume()
-            failed = !decode(reader, name: interface, sessions: sessions, out: out)
+            // The source must outlive the capture: Swift may release a local after its
+            // last use, and SIGINT (ignored above) would then never stop the loop.
+            failed = withExtendedLifetime(sig) { !decode(reader, name: interface, sessions: sessions, out: out) }
         }
         for path in files {
-            guard let handle = FileHandle(forReadingAtPath: path) else {
-                warn("\(path): cannot open")
-                failed = true
-                continue
-            }
-            let head = handle.readData(ofLength: 5)
-            try? handle.close()
-            if head == Data("NBDT".utf8 + [1]) {
-                transcriptNumber += 1
-                if let stats = decodeTranscript(path, number: transcriptNumber, out: out) {
-                    transcriptStats.append((transcriptNumber, stats))
-                } else {
-                    failed = true
-                }
-                continue
-            }
-            let reader: CaptureReader
+            let input: CaptureInput
             do {
-                reader = try CaptureReader(file: path, configuration: .init(serverPorts: serverPorts))
+                input = try CaptureInput.open(path)
             } catch {
-                warn("\(path): \(error)")
+                warn("\(error)")
                 failed = true
                 continue
             }
-            if !decode(reader, name: path, sessions: sessions, out: out) { failed = true }
+            switch input {
+            case .transcript(let stream):
+                transcriptNumber += 1
+                let (stats, ok) = decodeTranscript(stream, path: path, number: transcriptNumber, out: out)
+                transcriptStats.append((transcriptNumber, stats))
+                if !ok { failed = true }
+            case .pcap(let source):
+                let reader = CaptureReader(source: source, configuration: .init(serverPorts: serverPorts))
+                if !decode(reader, name: path, sessions: sessions, out: out) { failed = true }
+                // Connections a file leaves open end with it.
+                var text: [UInt8] = []
+                sessions.finish(out: &text)
+                out.write(text)
+            }
         }
         var text: [UInt8] = []
         sessions.finish(out: &text)
@@ -135,21 +134,33 @@ struct DecodeCommand: ParsableCommand {
         }
     }
 
-    func decodeTranscript(_ path: String, number: Int, out: OutputFile) -> ConnectionStats? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        let transcript: Transcript
-        do {
-            transcript = try Transcript(parsing: ByteBuffer(bytes: data))
-        } catch {
-            warn("\(path): not a transcript: \(error)")
-            return nil
-        }
+    /// Decodes a transcript record by record; on a damaged one prints what was decoded up
+    /// to the fault, then the reason, and returns false.
+    func decodeTranscript(_ stream: TranscriptStream, path: String, number: Int, out: OutputFile) -> (ConnectionStats, Bool) {
         var text: [UInt8] = []
         var tap = ConversationTap(connection: number, logFormat: view == .log || report.log != nil ? report.logFormat : nil)
-        for r in transcript.records { tap.feed(r.direction, r.bytes, at: r.time, logText: &text) }
-        tap.close(at: transcript.records.last?.time ?? 0, logText: &text)
+        var last: UInt64 = 0
+        var ok = true
+        while true {
+            let record: Transcript.Record?
+            do {
+                record = try stream.next()
+            } catch {
+                warn("\(path): not a transcript from byte \(stream.offset) on: \(error) (results above are up to there)")
+                ok = false
+                break
+            }
+            guard let record else { break }
+            tap.feed(record.direction, record.bytes, at: record.time, logText: &text)
+            last = record.time
+            if text.count > 1 << 16 {
+                out.write(text)
+                text.removeAll(keepingCapacity: true)
+            }
+        }
+        tap.close(at: last, logText: &text)
         out.write(text)
-        return tap.stats
+        return (tap.stats, ok)
     }
 }
 

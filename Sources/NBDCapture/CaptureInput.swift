@@ -1,0 +1,87 @@
+import CPcap
+import NBDConversation
+import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One input of `nbdtap decode`, opened exactly once, so pipes, process substitution
+/// (`<(...)`), /dev/stdin and named FIFOs read like files: the first bytes are read to
+/// tell a `.nbdt` transcript from a pcap or pcapng file and pushed back into the stream
+/// (glibc keeps any number of pushed-back bytes), and libpcap then reads the same stream.
+public enum CaptureInput {
+    case pcap(PcapSource)
+    case transcript(TranscriptStream)
+
+    /// Why an input could not be opened, with the path and the system's reason.
+    public struct OpenError: Error, CustomStringConvertible, Equatable {
+        public let path: String
+        public let reason: String
+        public var description: String { "\(path): \(reason)" }
+    }
+
+    public static func open(_ path: String) throws(OpenError) -> CaptureInput {
+        guard let file = fopen(path, "rb") else { throw OpenError(path: path, reason: String(cString: strerror(errno))) }
+        var st = stat()
+        if fstat(fileno(file), &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+            fclose(file)
+            throw OpenError(path: path, reason: "is a directory")
+        }
+        var head = [UInt8](repeating: 0, count: 5)
+        let n = fread(&head, 1, 5, file)
+        if n < 5 && ferror(file) != 0 {
+            let reason = String(cString: strerror(errno))
+            fclose(file)
+            throw OpenError(path: path, reason: "cannot read: \(reason)")
+        }
+        if n == 5 && head == Array("NBDT".utf8) + [1] {
+            return .transcript(TranscriptStream(file: file))
+        }
+        for byte in head[0..<n].reversed() where ungetc(Int32(byte), file) == EOF {
+            fclose(file)
+            throw OpenError(path: path, reason: "cannot push back the bytes read to tell its format")
+        }
+        do {
+            return .pcap(try PcapSource(stream: file))
+        } catch {
+            throw OpenError(path: path, reason: n == 0 ? "empty input" : ((error as? PcapError)?.message ?? "\(error)"))
+        }
+    }
+}
+
+/// A `.nbdt` transcript read record by record from a stream (after its 5-byte header), so
+/// memory is one record, not the file; a record over `maxRecordLength` is an error.
+public final class TranscriptStream {
+    private let file: UnsafeMutablePointer<FILE>
+    /// Offset of the next record in the file, for error messages.
+    public private(set) var offset = 5
+    public static let maxRecordLength = 64 << 20
+    private let allocator = ByteBufferAllocator()
+
+    init(file: UnsafeMutablePointer<FILE>) { self.file = file }
+
+    deinit { fclose(file) }
+
+    /// The next record, nil at a clean end of the file.
+    public func next() throws(Transcript.ParseError) -> Transcript.Record? {
+        var header = [UInt8](repeating: 0, count: 13)
+        let n = fread(&header, 1, 13, file)
+        if n == 0 && feof(file) != 0 { return nil }
+        guard n == 13 else { throw .truncated(at: offset) }
+        let dir: StreamDirection
+        switch header[0] {
+        case UInt8(ascii: "C"): dir = .clientToServer
+        case UInt8(ascii: "S"): dir = .serverToClient
+        default: throw .badDirection(byte: header[0], at: offset)
+        }
+        let micros = header[1..<9].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let length = Int(header[9..<13].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        guard length <= Self.maxRecordLength else { throw .truncated(at: offset) }
+        var bytes = allocator.buffer(capacity: length)
+        let got = bytes.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { fread($0.baseAddress, 1, length, file) }
+        guard got == length else { throw .truncated(at: offset) }
+        let record = Transcript.Record(direction: dir, time: micros &* 1000, bytes: bytes)
+        offset += 13 + length
+        return record
+    }
+}
