@@ -128,3 +128,34 @@ public struct NBDURI: Hashable, Sendable, CustomStringConvertible {
         return out
     }
 }
+
+extension NBDURI.Endpoint {
+    /// Whether two endpoints name the same listening address: the same Unix socket path
+    /// (after removing `.` and `..`), or the same TCP port on the same host, where
+    /// `localhost`, `127.0.0.1` and `::1` count as one loopback host.
+    public func isSameAddress(as other: NBDURI.Endpoint) -> Bool {
+        switch (self, other) {
+        case (.unix(let a), .unix(let b)):
+            return Self.normalized(a) == Self.normalized(b)
+        case (.tcp(let h1, let p1), .tcp(let h2, let p2)):
+            guard p1 == p2 && p1 != 0 else { return false }
+            let loopback: Set<String> = ["localhost", "127.0.0.1", "::1", "[::1]", ""]
+            return h1.lowercased() == h2.lowercased() || (loopback.contains(h1.lowercased()) && loopback.contains(h2.lowercased()))
+        case (.unix, .tcp), (.tcp, .unix):
+            return false
+        }
+    }
+
+    /// A path with `.`, `..` and repeated slashes resolved textually (no file access).
+    static func normalized(_ path: String) -> String {
+        var parts: [Substring] = []
+        for p in path.split(separator: "/", omittingEmptySubsequences: true) {
+            switch p {
+            case ".": continue
+            case "..": if !parts.isEmpty { parts.removeLast() }
+            default: parts.append(p)
+            }
+        }
+        return (path.hasPrefix("/") ? "/" : "") + parts.joined(separator: "/")
+    }
+}

@@ -27,7 +27,8 @@ public final class LogSink: @unchecked Sendable {
     /// Opens `path` for appending, or standard output for `-`.
     public static func open(_ path: String) throws -> LogSink {
         if path == "-" { return LogSink(fd: 1, ownsFD: false) }
-        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // 0600, as the pcap: a log names exports, offsets and errors of the host's disks.
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SinkError.open(path: path, errno: errno) }
         return LogSink(fd: fd, ownsFD: true)
     }

@@ -30,7 +30,8 @@ public final class PcapRecorder: @unchecked Sendable {
     }
 
     public init(path: String) throws {
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // 0600: the capture holds every byte of block data that crossed the proxy.
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw OpenError(path: path, errno: errno) }
         pending.reserveCapacity(Self.flushThreshold * 2)
         let header = NIOWritePCAPHandler.pcapFileHeader

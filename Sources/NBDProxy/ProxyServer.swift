@@ -19,6 +19,8 @@ public final class ProxyServer: @unchecked Sendable {
     var sessions: [Int: ProxySession] = [:]
     var nextID = 1
     var acceptor: Acceptor?
+    /// The Unix socket file this proxy bound, removed on exit only if it is still that file.
+    var ownSocket: Sockets.FileIdentity?
     /// `--pcap`: records both legs of every connection, when set before `start()`.
     public var pcap: PcapRecorder?
     /// Queue-depth-1 busy-polling shared by all connections (IdlePolling.swift).
@@ -62,6 +64,7 @@ public final class ProxyServer: @unchecked Sendable {
     @discardableResult
     public func start() throws -> NBDURI.Endpoint {
         let (fd, bound) = try Sockets.listen(config.listen, backlog: 256)
+        if case .unix(let path) = config.listen { ownSocket = Sockets.FileIdentity(path: path) }
         let acceptor = Acceptor(listenFD: fd, onAccept: { [unowned self] client in self.adopt(client) },
                                 onError: { message in
                                     var line = "nbdtap: \(message)\n"
@@ -170,7 +173,8 @@ public final class ProxyServer: @unchecked Sendable {
         while activeConnections > 0 && wallClockNanoseconds() < closeDeadline { usleep(5_000) }
         try? group.syncShutdownGracefully()
         sink?.flush()
-        if case .unix(let path) = config.listen { unlink(path) }
+        // Only the socket this proxy made: another server may have replaced it since.
+        if case .unix(let path) = config.listen, let own = ownSocket, Sockets.FileIdentity(path: path) == own { unlink(path) }
     }
 
     /// Flushes the log every 100 ms so `tail -f` keeps up without a syscall per line.

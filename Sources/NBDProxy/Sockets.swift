@@ -33,10 +33,14 @@ enum Sockets {
         case .unix(let path):
             let fd = try make(AF_UNIX, "socket", name)
             do {
-                // Like a server restarted on the same path: remove a stale socket, never a
-                // regular file.
+                // Like a server restarted on the same path: remove a stale socket (nobody
+                // accepts on it), never a live one (another server's, or another nbdtap's:
+                // taking it over would cut that server off) and never a regular file.
                 var st = stat()
-                if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
+                if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK {
+                    if isAccepting(path, name) { throw SocketCallError(call: "bind", endpoint: name, errno: EADDRINUSE) }
+                    unlink(path)
+                }
                 try withUnixAddress(path, name) { addr, len in
                     try check(bind(fd, addr, len), "bind", name)
                 }
@@ -62,6 +66,30 @@ enum Sockets {
                 close(fd)
             }
             throw lastError
+        }
+    }
+
+    /// Whether something accepts connections on the Unix socket at `path` (a connect that
+    /// succeeds; ECONNREFUSED means a stale socket file).
+    static func isAccepting(_ path: String, _ name: String) -> Bool {
+        guard let fd = try? make(AF_UNIX, "socket", name) else { return false }
+        defer { close(fd) }
+        var connected = false
+        try? withUnixAddress(path, name) { addr, len in connected = Glibc.connect(fd, addr, len) == 0 }
+        return connected
+    }
+
+    /// The file identity of a socket this process bound, so it removes its own socket on
+    /// exit and nothing that replaced it.
+    struct FileIdentity: Equatable {
+        var device: UInt64
+        var inode: UInt64
+
+        init?(path: String) {
+            var st = stat()
+            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return nil }
+            device = UInt64(st.st_dev)
+            inode = UInt64(st.st_ino)
         }
     }
 

@@ -55,6 +55,11 @@ struct ProxyCommand: ParsableCommand {
         } else {
             listenEndpoint = .tcp(host: "127.0.0.1", port: NBDURI.defaultPort)
         }
+        if listenEndpoint.isSameAddress(as: upstream.endpoint) {
+            // nbdtap would relay each connection to itself until descriptors ran out.
+            warn("--listen \(NBDURI(endpoint: listenEndpoint)) is the upstream itself; refusing to relay to myself")
+            throw ExitCode.failure
+        }
         let sink = try report.log.map(LogSink.open)
         var config = ProxyConfiguration(listen: listenEndpoint, upstream: upstream.endpoint, logFormat: sink == nil ? nil : report.logFormat)
         config.drainSeconds = 5
@@ -62,7 +67,10 @@ struct ProxyCommand: ParsableCommand {
         config.emulation = try emulation.options()
         let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
         let recorder = try pcap.map { path -> PcapRecorder in
-            do { return try PcapRecorder(path: path) } catch { throw ValidationError("cannot write \(path): \(error)") }
+            do { return try PcapRecorder(path: path) } catch {
+                warn("cannot write \(path): \(error)")
+                throw ExitCode.failure
+            }
         }
         server.pcap = recorder
         if !quiet {
@@ -76,7 +84,9 @@ struct ProxyCommand: ParsableCommand {
         do {
             bound = try server.start()
         } catch {
-            throw ValidationError("cannot listen on \(NBDURI(endpoint: listenEndpoint)): \(error)")
+            // A run-time failure, not a usage error: no usage text, exit status 1.
+            warn("cannot listen on \(NBDURI(endpoint: listenEndpoint)): \(error)")
+            throw ExitCode.failure
         }
         server.startLogFlusher()
         let exportName = listen?.exportName ?? upstream.exportName

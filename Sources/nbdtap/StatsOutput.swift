@@ -7,7 +7,7 @@ import Glibc
 /// it writes a temporary file and renames it over the target, which turns /dev/null or
 /// /dev/stdout into a regular file when nbdtap runs as root.
 func openForWriting(_ path: String) -> FileHandle? {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     guard fd >= 0 else { return nil }
     return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
 }
