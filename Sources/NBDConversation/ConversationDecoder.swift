@@ -40,6 +40,10 @@ public struct ConversationDecoder {
     var inFlight: [UInt64: InFlight] = [:]
     /// Requests that reused a cookie still in flight, served after the first completes.
     var duplicates: [UInt64: [InFlight]] = [:]
+    /// A reply whose data is still arriving: reported complete only when the last data
+    /// byte has passed, so a server that stops in the middle of a READ's data leaves the
+    /// request abandoned, not successful.
+    var completionAfterPayload: ConversationEvent?
     /// Compliance notes so far, per code (a handful of codes: bounded).
     var complianceCounts: [ComplianceNote.Code: UInt64] = [:]
 
@@ -107,6 +111,13 @@ public struct ConversationDecoder {
                     kind: .violation(ProtocolViolation(.truncated, "stream ended \(s.skip) bytes before the end of a payload"))))
             }
         }
+        if direction == .serverToClient, let cut = completionAfterPayload, case .completed(var c) = cut.kind {
+            // The data never all arrived: the client did not get its answer.
+            completionAfterPayload = nil
+            c.outcome = .abandoned
+            c.replyTime = time
+            events.append(ConversationEvent(direction: .serverToClient, streamOffset: cut.streamOffset, time: time, kind: .completed(c)))
+        }
         if s.hunting && s.huntSkipped + UInt64(s.pending.readableBytes) > 0 {
             events.append(ConversationEvent(direction: direction, streamOffset: s.offset, time: time,
                                             kind: .skipped(bytes: s.huntSkipped + UInt64(s.pending.readableBytes))))
@@ -164,6 +175,10 @@ public struct ConversationDecoder {
                     }
                 }
                 if state(d).skip > 0 { return }
+                if d == .serverToClient, let done = completionAfterPayload {
+                    completionAfterPayload = nil
+                    events.append(done)
+                }
             }
             if state(d).hunting && !hunt(d, &input, time, &events) { return }
             if state(d).dead {

@@ -177,10 +177,17 @@ extension ConversationDecoder {
                     entry.dataBytes = length
                 }
             }
-            emit(d, offset, time, .completed(entry.completed(at: time, outcome: .replied)), &events)
+            complete(entry, offset, time, &events)
         case .chunk(let chunk):
             try parseChunk(chunk, &buf, offset, time, &events)
         }
+    }
+
+    /// Reports a request answered, or holds the report until the reply's data has passed.
+    mutating func complete(_ entry: InFlight, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) {
+        let done = ConversationEvent(direction: .serverToClient, streamOffset: offset, time: time,
+                                     kind: .completed(entry.completed(at: time, outcome: .replied)))
+        if s2c.skip > 0 { completionAfterPayload = done } else { events.append(done) }
     }
 
     /// Removes and returns the request a final reply answers, promoting a duplicate.
@@ -263,7 +270,7 @@ extension ConversationDecoder {
         }
         if chunk.isDone {
             _ = takeInFlight(chunk.cookie)
-            emit(d, offset, time, .completed(entry.completed(at: time, outcome: .replied)), &events)
+            complete(entry, offset, time, &events)
         } else {
             inFlight[chunk.cookie] = entry
         }

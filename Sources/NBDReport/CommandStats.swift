@@ -37,7 +37,9 @@ public struct CommandStats: Sendable, Equatable {
             if c.error != .ok { errors[c.error.name, default: 0] += 1 }
             latency.record(c.latencyNanoseconds)
         case .abandoned:
+            // The client never got an answer: an error, as the log's error=ENOTCONN says.
             abandoned += 1
+            errors["ENOTCONN", default: 0] += 1
         case .noReply:
             break
         }

@@ -99,6 +99,33 @@ struct FailureTests {
         }
     }
 
+    /// The server sends a READ's reply header and half its data, then closes: the client
+    /// failed, so the log and the statistics must not call the READ a success.
+    @Test func readCutOffByTheServerIsNotASuccess() throws {
+        let s = try Scratch()
+        let sock = s.path("bad.sock")
+        try s.start("python3", [toolPath("bad_server.py"), sock], name: "bad_server")
+        try s.waitFor(sock)
+        let proxy = try s.proxy(upstream: .unix(path: sock))
+        let r = try s.nbdsh(proxy.uri("halfread"), """
+            h.connect_uri(os.environ["uri"])
+            try:
+                h.pread(65536, 0)
+                print("read ok")
+            except nbd.Error as e:
+                print("read failed:", e)
+            """)
+        #expect(r.output.contains("read failed"), "\(r.output)")
+        try waitUntil("the session ends") { proxy.server.activeConnections == 0 }
+        proxy.stop()
+        let log = proxy.log
+        #expect(log.contains("...Read id=1 return=-1 error=ENOTCONN"), "\(log)")
+        #expect(!log.contains("...Read id=1 return=0"), "\(log)")
+        #expect(log.contains("code=truncated"), "\(log)")
+        let read = try #require(proxy.server.stats.snapshot().0[command: "READ"])
+        #expect(read.abandoned == 1 && read.errors == ["ENOTCONN": 1], "\(read)")
+    }
+
     @Test func serverBreaksProtocol() throws {
         let s = try Scratch()
         let sock = s.path("bad.sock")

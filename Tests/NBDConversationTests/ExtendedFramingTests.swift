@@ -94,3 +94,53 @@ struct ExtendedFramingTests {
         }
     }
 }
+
+/// A reply whose data stops short: the request is abandoned, not answered.
+struct CutReplyDataTests {
+    func cut(_ build: (inout ConversationBuilder) -> Void, keep: Int) -> [ConversationEvent] {
+        var c = ConversationBuilder()
+        build(&c)
+        var records = c.transcript.records
+        let last = records.removeLast()
+        records.append(Transcript.Record(direction: last.direction, time: last.time, bytes: last.bytes.getSlice(at: 0, length: keep)!))
+        return decode(Transcript(records: records))
+    }
+
+    @Test func simpleReplyReadCutOff() {
+        let ev = cut({ c in
+            c.negotiate(structured: false)
+            c.request(.read, cookie: 1, offset: 0, length: 4096)
+            c.simpleReply(cookie: 1, data: Array(repeating: 7, count: 4096))
+        }, keep: 16 + 2048)
+        #expect(ev.completed.map(\.outcome) == [.abandoned])
+        #expect(ev.violations.map(\.code) == [.truncated])
+    }
+
+    @Test func offsetDataChunkCutOff() {
+        let ev = cut({ c in
+            c.negotiate()
+            c.request(.read, cookie: 1, offset: 0, length: 4096)
+            c.chunk(cookie: 1, .offsetData(offset: 0, dataLength: 4096), type: .offsetData, done: true, data: Array(repeating: 7, count: 4096))
+        }, keep: 20 + 8 + 100)
+        #expect(ev.completed.map(\.outcome) == [.abandoned])
+    }
+
+    /// Whole data: answered, reported once the data has passed (after its payload span).
+    @Test func wholeDataCompletesAfterItsPayload() {
+        var c = ConversationBuilder()
+        c.negotiate(structured: false)
+        c.request(.read, cookie: 1, offset: 0, length: 4096)
+        c.simpleReply(cookie: 1, data: Array(repeating: 7, count: 4096))
+        let ev = decode(records(c), splitting: { i, n in i == records(c).count - 1 ? Array(stride(from: 1, to: n, by: 512)) : [] })
+        let kinds = perDirection(ev, .serverToClient).compactMap { e -> String? in
+            switch e.kind {
+            case .payload: return "payload"
+            case .completed(let done): return done.outcome == .replied ? "replied" : "other"
+            default: return nil
+            }
+        }
+        #expect(kinds == ["payload", "replied"])
+    }
+
+    func records(_ c: ConversationBuilder) -> [Transcript.Record] { c.transcript.records }
+}

@@ -7,6 +7,7 @@ No real server sends a malformed reply, so the failure tests need this one.  It 
 correct fixed-newstyle handshake (NBD_OPT_GO, NBD_OPT_EXPORT_NAME; every other option
 gets NBD_REP_ERR_UNSUP, so replies stay simple), serves a 1 MiB export of zeroes, and:
   export "bad":  answers the first request with a reply whose magic is 0xdeadbeef;
+  export "halfread": answers a READ with its reply header and half its data, then closes;
   any other export: answers correctly (READ returns zeroes, everything else succeeds),
 so a good connection can run next to a bad one.
 """
@@ -71,6 +72,9 @@ def serve(s):
             if name == "bad":
                 s.sendall(struct.pack(">IIQ", 0xDEADBEEF, 0, cookie))
                 continue
+            if name == "halfread" and cmd == 0:
+                s.sendall(struct.pack(">IIQ", 0x67446698, 0, cookie) + b"\0" * (length // 2))
+                break
             s.sendall(struct.pack(">IIQ", 0x67446698, 0, cookie) + (b"\0" * length if cmd == 0 else b""))
     except (EOFError, OSError):
         pass
