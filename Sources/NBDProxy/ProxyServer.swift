@@ -26,7 +26,9 @@ public final class ProxyServer: @unchecked Sendable {
     /// Queue-depth-1 busy-polling shared by all connections (IdlePolling.swift).
     let poller: IdlePoller
     /// Called with the text of each connection's statistics when it closes.
-    public var onConnectionClosed: (@Sendable (Int, ConnectionStats) -> Void)?
+    /// Called as each connection closes: its number, statistics, and why nbdtap closed it
+    /// (nil when a peer simply hung up).
+    public var onConnectionClosed: (@Sendable (Int, ConnectionStats, String?) -> Void)?
 
     public init(config: ProxyConfiguration, sink: LogSink?, threads: Int = System.coreCount) {
         self.config = config
@@ -97,7 +99,7 @@ public final class ProxyServer: @unchecked Sendable {
             guard let self else { return }
             self.lock.withLock { _ = self.sessions.removeValue(forKey: s.id) }
             self.poller.connections.subtract(1, ordering: .relaxed)
-            self.onConnectionClosed?(s.id, s.tap.stats)
+            self.onConnectionClosed?(s.id, s.tap.stats, s.closeReason)
         }
         if !config.emulation.isTransparent { session.engine = EmulationEngine(options: config.emulation) }
         poller.connections.add(1, ordering: .relaxed)
@@ -123,7 +125,7 @@ public final class ProxyServer: @unchecked Sendable {
                     clientSide.start()
                     upstreamSide.start()
                 case .failure(let error):
-                    session.upstreamFailed(error)
+                    session.upstreamFailed(error, upstream: NBDURI(endpoint: self.config.upstream).description)
                 }
             }
         }

@@ -92,9 +92,24 @@ final class ProxySession {
         flushLog()
     }
 
-    func upstreamFailed(_ error: Error) {
+    /// Why nbdtap ended the connection, when it did (upstream unreachable, a broken peer),
+    /// for the per-connection line on standard error.
+    var closeReason: String?
+
+    /// The upstream could not be reached: logged, and the client is told why (see
+    /// `UpstreamRefusal`) before the connection closes.
+    func upstreamFailed(_ error: Error, upstream: String) {
+        let reason = "cannot reach the upstream \(upstream): \(error)"
         note("Upstream", [("error", "\(error)")])
-        close(reason: nil)
+        closeReason = reason
+        let refusal = UpstreamRefusal(reason: "nbdtap: \(reason)")
+        client.pipeline.addHandler(refusal, position: .first).whenComplete { [client] result in
+            guard case .success = result, let context = try? client.pipeline.syncOperations.context(handler: refusal) else {
+                client.close(promise: nil)
+                return
+            }
+            refusal.start(context)
+        }
     }
 
     /// One side reached EOF or closed.
@@ -107,7 +122,10 @@ final class ProxySession {
     func close(reason: String?) {
         guard !closing else { return }
         closing = true
-        if let reason { note("Close", [("reason", reason)]) }
+        if let reason {
+            note("Close", [("reason", reason)])
+            if closeReason == nil { closeReason = reason }
+        }
         for ch in [client, upstream].compactMap({ $0 }) {
             // Let bytes already queued reach the peer before the close.
             ch.writeAndFlush(ByteBuffer()).whenComplete { _ in ch.close(promise: nil) }

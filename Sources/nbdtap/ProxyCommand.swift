@@ -74,10 +74,11 @@ struct ProxyCommand: ParsableCommand {
         }
         server.pcap = recorder
         if !quiet {
-            server.onConnectionClosed = { id, stats in
+            server.onConnectionClosed = { id, stats, reason in
                 let errors = stats.commands.reduce(0) { $0 + $1.1.errorCount }
                 warn("connection \(id) closed: \(stats.totalRequests) requests, \(errors) errors, "
-                     + "\(StatsFormatter.humanBytes(stats.bytesClientToServer)) to server, \(StatsFormatter.humanBytes(stats.bytesServerToClient)) to client")
+                     + "\(StatsFormatter.humanBytes(stats.bytesClientToServer)) to server, \(StatsFormatter.humanBytes(stats.bytesServerToClient)) to client"
+                     + (reason.map { "; \($0)" } ?? ""))
             }
         }
         let bound: NBDURI.Endpoint

@@ -18,21 +18,40 @@ struct FailureTests {
         let unix = try s.proxy(upstream: .unix(path: s.path("nobody.sock")))
         let tcp = try s.proxy(upstream: .tcp(host: "127.0.0.1", port: freePort()), name: "proxytcp")
         for proxy in [unix, tcp] {
-            // The client's connection is closed: a raw client reads EOF, nbdinfo fails.
+            // The client is greeted and told why: each option gets NBD_REP_ERR_SHUTDOWN with
+            // the reason; nbdinfo fails with ESHUTDOWN.
             guard case .unix(let path) = proxy.endpoint else { Issue.record("proxy not on a Unix socket"); continue }
             let raw = try s.run("python3", ["-c", """
-                import socket
+                import socket, struct
                 s = socket.socket(socket.AF_UNIX); s.connect("\(path)"); s.settimeout(30)
-                print("read", len(s.recv(100)))
+                greeting = s.recv(18)
+                print("greeting", greeting[:16] == b"NBDMAGICIHAVEOPT")
+                s.sendall(struct.pack(">I", 3) + struct.pack(">QII", 0x49484156454F5054, 7, 6) + struct.pack(">IH", 0, 0))
+                head = b""
+                while len(head) < 20: head += s.recv(20 - len(head))
+                magic, opt, rtype, length = struct.unpack(">QIII", head)
+                msg = b""
+                while len(msg) < length: msg += s.recv(length - len(msg))
+                print("reply", opt, hex(rtype), msg.decode())
                 """], timeout: 60)
-            #expect(raw.output.contains("read 0"), "\(raw.output)")
+            #expect(raw.output.contains("greeting True"), "\(raw.output)")
+            #expect(raw.output.contains("reply 7 0x80000007 nbdtap: cannot reach the upstream "), "\(raw.output)")
             let info = try s.run("nbdinfo", [proxy.uri()], timeout: 60)
-            #expect(info.status != 0, "\(info.output)")
+            #expect(info.status != 0 && info.output.contains("transport endpoint shutdown"), "\(info.output)")  // ESHUTDOWN, libnbd's name for NBD_REP_ERR_SHUTDOWN
             proxy.stop()
             let log = proxy.log
             #expect(log.split(separator: "\n").filter { $0.contains(" Upstream error=") }.count == 2, "\(log)")
             #expect(!log.contains("Connect export="))
         }
+    }
+
+    /// The reason reaches standard error and qemu, not only the log.
+    @Test(.enabled(if: Peers.enabledWithQemu10())) func upstreamUnreachableReasonReachesTheUser() throws {
+        let s = try Scratch()
+        let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(s.path("nobody.sock"))",
+                                         "--run", "\(Peers.qemu10("qemu-img")) info \"$uri\""], timeout: 60)
+        #expect(r.output.contains("server reported: nbdtap: cannot reach the upstream nbd+unix:///?socket=\(s.path("nobody.sock")): connect"), "\(r.output)")
+        #expect(r.output.contains("nbdtap: connection 1 closed: 0 requests, 0 errors, 0 B to server, 0 B to client; cannot reach the upstream"), "\(r.output)")
     }
 
     @Test func upstreamDiesMidTransfer() throws {
