@@ -181,7 +181,7 @@ public final class CaptureSessions {
             if let text = Self.summary(e.kind) { parts.append(text) }
             if case .payload(_, let span) = e.kind {
                 let what = "payload of \(parts.last ?? "message")"
-                if span.offset + span.length > s.seen[d]! { s.payloadEnd[d] = (span.offset + span.length, what) }
+                if span.end > s.seen[d]! { s.payloadEnd[d] = (span.end, what) }
             }
         }
         for e in s.tap!.events where e.direction != d {

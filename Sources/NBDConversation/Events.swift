@@ -33,6 +33,13 @@ public struct StreamSpan: Hashable, Sendable {
         self.offset = offset
         self.length = length
     }
+
+    /// The offset just past the span, saturating: a length comes from the network (up to
+    /// 2^64 - 1 under extended headers) and must not overflow whoever adds it.
+    public var end: UInt64 {
+        let (sum, overflow) = offset.addingReportingOverflow(length)
+        return overflow ? .max : sum
+    }
 }
 
 /// What the connection negotiated, as it stands when transmission starts.

@@ -12,7 +12,7 @@ extension ConversationDecoder {
         let payload = header.payloadLength
         var filter: (effectLength: UInt64, ids: [UInt32])?
         var filterProblem: String?
-        let parsesPayload = header.extended && header.command == .blockStatus && payload > 0 && buf.readableBytes >= Int(payload)
+        let parsesPayload = header.extended && header.command == .blockStatus && payload > 0 && UInt64(buf.readableBytes) >= payload
         if parsesPayload {
             // NBD_FLAG_BLOCK_STATUS_PAYLOAD: u64 effect length, then u32 context ids.
             var body = buf.getSlice(at: buf.readerIndex, length: Int(payload))!

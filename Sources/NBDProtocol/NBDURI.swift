@@ -56,7 +56,7 @@ public struct NBDURI: Hashable, Sendable, CustomStringConvertible {
         let export = NBDURI.percentDecode(path)
         var params: [String: String] = [:]
         for pair in query.split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1)
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             params[NBDURI.percentDecode(String(kv[0]))] = kv.count > 1 ? NBDURI.percentDecode(String(kv[1])) : ""
         }
         switch scheme {

@@ -122,7 +122,7 @@ final class EmulationEngine {
                 }
             case .payload(let cookie, let span) where span.direction == .clientToServer:
                 if droppedCookies.remove(cookie) != nil {
-                    clientEdits.append(Edit(start: span.offset, end: span.offset + span.length))
+                    clientEdits.append(Edit(start: span.offset, end: span.end))
                 }
             case .violation(let v) where v.fatal:
                 out.close = "client broke the protocol: \(v.reason)"

@@ -69,8 +69,8 @@ final class ProxySession {
             }
             if case .payload(_, let span) = e.kind {
                 switch span.direction {
-                case .clientToServer: clientFramedEnd = max(clientFramedEnd, span.offset + span.length)
-                case .serverToClient: serverPayloadEnd = max(serverPayloadEnd, span.offset + span.length)
+                case .clientToServer: clientFramedEnd = max(clientFramedEnd, span.end)
+                case .serverToClient: serverPayloadEnd = max(serverPayloadEnd, span.end)
                 }
             }
         }

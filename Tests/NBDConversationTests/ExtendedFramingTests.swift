@@ -144,3 +144,21 @@ struct CutReplyDataTests {
 
     func records(_ c: ConversationBuilder) -> [Transcript.Record] { c.transcript.records }
 }
+
+/// Found by the fuzz targets (Fuzz/Corpus/*/regress-*): lengths from the network near
+/// 2^64 must not trap whoever adds or converts them.
+struct HugeLengthTests {
+    @Test func extendedWriteAndBlockStatusOfMaximalLength() {
+        for command in [NBDCommand.write, .blockStatus] {
+            var c = ConversationBuilder()
+            c.negotiate(size: 1 << 20, flags: TransmissionFlags(rawValue: 0x1ced), extended: true)
+            c.request(command, cookie: 1, offset: 0, length: .max, flags: command == .blockStatus ? .payloadLen : [], extended: true,
+                      payload: Array(repeating: 0, count: 100))
+            let ev = decode(c.transcript)
+            #expect(ev.requests.count == 1)
+            let spans = ev.compactMap { e -> StreamSpan? in if case .payload(_, let s) = e.kind { return s } else { return nil } }
+            #expect(spans.count == 1 && spans[0].length == .max && spans[0].end == .max)
+            #expect(ev.completed.map(\.outcome) == [.abandoned])
+        }
+    }
+}
