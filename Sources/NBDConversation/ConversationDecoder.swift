@@ -409,6 +409,15 @@ extension WireError {
 }
 
 extension ConversationDecoder {
+    /// Whether the handshake is over: transmission started, or the session went into TLS
+    /// (whose handshake nbdtap cannot see).
+    public var handshakeFinished: Bool {
+        switch phase {
+        case .transmission, .tls: return true
+        case .greeting, .clientFlags, .options, .optionReply, .exportNameReply, .closed: return false
+        }
+    }
+
     /// Whether `finish` was called for this direction.
     public func isFinished(_ d: StreamDirection) -> Bool { state(d).finished }
 }

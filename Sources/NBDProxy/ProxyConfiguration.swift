@@ -13,6 +13,15 @@ public struct ProxyConfiguration: Sendable {
     public var halfCloseSeconds: Double = 5
     /// Busy-polling window at queue depth 1, in microseconds (0: never poll).
     public var idlePollMicroseconds = 400
+    /// Seconds a client has to finish the NBD handshake (0: no limit). qemu-nbd closes such
+    /// a client after 10 s; without a limit each silent client holds an upstream
+    /// connection for ever.
+    public var handshakeTimeoutSeconds: Double = 10
+    /// Seconds a connection may pass with no byte either way (0: no limit, the default:
+    /// an idle VM disk is normal).
+    public var idleTimeoutSeconds: Double = 0
+    /// Connections served at once; one more is told why (NBD_REP_ERR_SHUTDOWN) and closed.
+    public var maxConnections = 1024
     /// Legacy-peer emulation; transparent relays skip the engine entirely.
     public var emulation = EmulationOptions.transparent
 

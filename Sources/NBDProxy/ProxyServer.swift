@@ -112,7 +112,13 @@ public final class ProxyServer: @unchecked Sendable {
         upstreamSide.partner = clientSide
         // The upstream connection starts once the client's channel is active: reads
         // issued before the child channel is registered would be lost.
+        let overLimit = lock.withLock { sessions.count } > config.maxConnections
         clientSide.onActive = { [unowned self] in
+            if overLimit {
+                session.refuse("nbdtap: too many connections (--max-connections \(self.config.maxConnections))")
+                return
+            }
+            session.startTimers(handshakeSeconds: self.config.handshakeTimeoutSeconds, idleSeconds: self.config.idleTimeoutSeconds)
             self.connectUpstream(on: client.eventLoop, handler: upstreamSide, connection: id).whenComplete { result in
                 switch result {
                 case .success(let (up, upFD)):

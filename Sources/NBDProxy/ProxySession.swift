@@ -53,6 +53,36 @@ final class ProxySession {
     }
 
     var requestsInFlight: Int { tap.decoder.requestsInFlight }
+    /// Monotonic time of the last byte read from either side, for the idle timeout.
+    var lastActivity = monotonicNanoseconds()
+
+    /// The handshake and idle limits, checked on this connection's event loop.
+    func startTimers(handshakeSeconds: Double, idleSeconds: Double) {
+        if handshakeSeconds > 0 {
+            eventLoop.scheduleTask(in: .nanoseconds(Int64(handshakeSeconds * 1e9))) { [weak self] in
+                guard let self, !self.closing, !self.tap.decoder.handshakeFinished else { return }
+                self.close(reason: "no NBD handshake within \(Self.seconds(handshakeSeconds)) s (--handshake-timeout)")
+            }
+        }
+        if idleSeconds > 0 { scheduleIdleCheck(idleSeconds) }
+    }
+
+    func scheduleIdleCheck(_ idleSeconds: Double) {
+        let limit = UInt64(idleSeconds * 1e9)
+        let due = lastActivity &+ limit
+        let now = monotonicNanoseconds()
+        let wait = due > now ? due - now : 0
+        eventLoop.scheduleTask(in: .nanoseconds(Int64(min(wait, UInt64(Int64.max))))) { [weak self] in
+            guard let self, !self.closing else { return }
+            if monotonicNanoseconds() &- self.lastActivity >= limit {
+                self.close(reason: "idle for \(Self.seconds(idleSeconds)) s (--idle-timeout)")
+            } else {
+                self.scheduleIdleCheck(idleSeconds)
+            }
+        }
+    }
+
+    static func seconds(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(v) }
 
     /// Decodes bytes about to be forwarded. Returns false when they broke the protocol
     /// beyond repair: the connection is then closed with the violation logged.
@@ -102,7 +132,15 @@ final class ProxySession {
         let reason = "cannot reach the upstream \(upstream): \(error)"
         note("Upstream", [("error", "\(error)")])
         closeReason = reason
-        let refusal = UpstreamRefusal(reason: "nbdtap: \(reason)")
+        refuse("nbdtap: \(reason)")
+    }
+
+    /// Greets the client and answers its options with `reason` (see `UpstreamRefusal`),
+    /// then closes: for a connection nbdtap cannot serve.
+    func refuse(_ reason: String) {
+        if closeReason == nil { closeReason = reason }
+        note("Refused", [("reason", reason)])
+        let refusal = UpstreamRefusal(reason: reason)
         client.pipeline.addHandler(refusal, position: .first).whenComplete { [client] result in
             guard case .success = result, let context = try? client.pipeline.syncOperations.context(handler: refusal) else {
                 client.close(promise: nil)

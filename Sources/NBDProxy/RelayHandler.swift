@@ -36,6 +36,7 @@ final class RelayHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !broken else { return }
+        session.lastActivity = monotonicNanoseconds()
         if let poller = session.poller { session.pollState.input(window: poller.windowNanoseconds) }
         var buffer = unwrapInboundIn(data)
         if direction == .clientToServer && session.draining {

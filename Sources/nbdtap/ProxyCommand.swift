@@ -34,11 +34,23 @@ struct ProxyCommand: ParsableCommand {
     @Option(name: .customLong("idle-poll"), help: ArgumentHelp("Busy-poll up to US microseconds for the next message when a connection has at most one request in flight, instead of sleeping (0: never). Only while fewer connections than cores are open. Costs CPU while a queue-depth-1 client runs; saves a sleep and a wake-up per message.", valueName: "US"))
     var idlePoll: Int = 400
 
+    @Option(name: .customLong("handshake-timeout"), help: ArgumentHelp("Close a client that has not finished the NBD handshake after SECONDS (0: never; qemu-nbd's limit is 10).", valueName: "SECONDS"))
+    var handshakeTimeout: Double = 10
+
+    @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Close a connection with no byte either way for SECONDS (0, the default: never).", valueName: "SECONDS"))
+    var idleTimeout: Double = 0
+
+    @Option(name: .customLong("max-connections"), help: "Connections served at once; more are told why and closed.")
+    var maxConnections: Int = 1024
+
     @Flag(name: .long, help: "No per-connection summary lines on standard error.")
     var quiet = false
 
     func validate() throws {
         if idlePoll < 0 || idlePoll > 100_000 { throw ValidationError("--idle-poll must be 0 to 100000 microseconds") }
+        if !(0...86_400).contains(handshakeTimeout) { throw ValidationError("--handshake-timeout must be 0 to 86400 seconds, not \(handshakeTimeout)") }
+        if !(0...(30 * 86_400)).contains(idleTimeout) { throw ValidationError("--idle-timeout must be 0 to 2592000 seconds, not \(idleTimeout)") }
+        if !(1...1_000_000).contains(maxConnections) { throw ValidationError("--max-connections must be 1 to 1000000, not \(maxConnections)") }
         if upstream.tls { throw ValidationError("upstream TLS (nbds://) is not supported: TLS is relayed end to end, so use nbd:// and let the client negotiate STARTTLS") }
     }
 
@@ -64,6 +76,9 @@ struct ProxyCommand: ParsableCommand {
         var config = ProxyConfiguration(listen: listenEndpoint, upstream: upstream.endpoint, logFormat: sink == nil ? nil : report.logFormat)
         config.drainSeconds = 5
         config.idlePollMicroseconds = idlePoll
+        config.handshakeTimeoutSeconds = handshakeTimeout
+        config.idleTimeoutSeconds = idleTimeout
+        config.maxConnections = maxConnections
         config.emulation = try emulation.options()
         let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
         let recorder = try pcap.map { path -> PcapRecorder in
