@@ -40,6 +40,8 @@ public struct ConversationDecoder {
     var inFlight: [UInt64: InFlight] = [:]
     /// Requests that reused a cookie still in flight, served after the first completes.
     var duplicates: [UInt64: [InFlight]] = [:]
+    /// Entries in `inFlight` and `duplicates` together, against `limits.maxInFlight`.
+    var inFlightCount = 0
     /// A reply whose data is still arriving: reported complete only when the last data
     /// byte has passed, so a server that stops in the middle of a READ's data leaves the
     /// request abandoned, not successful.
@@ -138,6 +140,7 @@ public struct ConversationDecoder {
         for list in duplicates.values { all += list }
         inFlight.removeAll()
         duplicates.removeAll()
+        inFlightCount = 0
         for f in all.sorted(by: { $0.event.id < $1.event.id }) {
             events.append(ConversationEvent(direction: .serverToClient, streamOffset: offset, time: time,
                                             kind: .completed(f.completed(at: time, outcome: .abandoned))))

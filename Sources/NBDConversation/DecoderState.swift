@@ -75,6 +75,12 @@ public struct DecoderLimits: Sendable {
     public var maxParsedChunk: Int = (16 << 20) + 8
     /// Bytes one side may send while the decoder waits for the other side to answer.
     public var maxWaitingBytes: Int = 1 << 20
+    /// Requests in flight on one connection, duplicates of a cookie included (qemu keeps
+    /// 16, nbdcopy 64); one more is a fatal violation, never a bigger table.
+    public var maxInFlight: Int = 65_536
+    /// Block status descriptors kept for one request over all its chunks; more are counted
+    /// as a violation and dropped.
+    public var maxExtentsPerRequest: Int = 1 << 21
 
     public init() {}
 }

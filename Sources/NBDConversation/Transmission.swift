@@ -42,6 +42,11 @@ extension ConversationDecoder {
             return
         }
         let entry = InFlight(event: event)
+        if inFlightCount >= limits.maxInFlight {
+            kill(d, ProtocolViolation(.tooLarge, "more than \(limits.maxInFlight) requests in flight"), time, &events)
+            return
+        }
+        inFlightCount += 1
         if inFlight[header.cookie] != nil {
             emit(d, offset, time, .violation(ProtocolViolation(.duplicateCookie,
                 "request \(event.id) reuses cookie 0x\(hex(header.cookie)), still in flight")), &events)
@@ -193,6 +198,7 @@ extension ConversationDecoder {
     /// Removes and returns the request a final reply answers, promoting a duplicate.
     mutating func takeInFlight(_ cookie: UInt64) -> InFlight? {
         guard let entry = inFlight.removeValue(forKey: cookie) else { return nil }
+        inFlightCount -= 1
         if var queue = duplicates[cookie], !queue.isEmpty {
             inFlight[cookie] = queue.removeFirst()
             duplicates[cookie] = queue.isEmpty ? nil : queue
@@ -258,7 +264,12 @@ extension ConversationDecoder {
         case .blockStatus(let id, let descriptors), .blockStatusExt(let id, let descriptors):
             if command != .blockStatus { report(.chunkNotValidForCommand, "block status chunk in reply to NBD_CMD_\(command.name)") }
             if metaContexts[id] == nil && negotiationKnown { report(.malformedPayload, "block status for meta context id \(id), which was not negotiated") }
-            entry.extents.append(ContextExtents(contextID: id, contextName: metaContexts[id], descriptors: descriptors))
+            let kept = entry.extents.reduce(0) { $0 + $1.descriptors.count }
+            if kept + descriptors.count > limits.maxExtentsPerRequest {
+                report(.tooLarge, "more than \(limits.maxExtentsPerRequest) block status descriptors for one request; the rest are dropped")
+            } else {
+                entry.extents.append(ContextExtents(contextID: id, contextName: metaContexts[id], descriptors: descriptors))
+            }
         case .error(let error, let message), .errorOffset(let error, let message, _):
             if entry.error == .ok {
                 entry.error = error

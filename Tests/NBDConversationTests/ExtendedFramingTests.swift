@@ -162,3 +162,21 @@ struct HugeLengthTests {
         }
     }
 }
+
+/// The decoder's tables are bounded: a connection with more requests in flight than the
+/// limit is a fatal violation, not a bigger table.
+struct InFlightLimitTests {
+    @Test func oneRequestTooManyIsFatal() {
+        var c = ConversationBuilder()
+        c.negotiate()
+        for cookie in 1...5 { c.request(.flush, cookie: UInt64(cookie % 3)) }  // duplicates count too
+        var limits = DecoderLimits()
+        limits.maxInFlight = 4
+        var decoder = ConversationDecoder(limits: limits)
+        var events: [ConversationEvent] = []
+        for r in c.transcript.records { decoder.feed(r.direction, r.bytes, at: r.time, into: &events) }
+        let fatal = events.violations.filter(\.fatal)
+        #expect(fatal.map(\.code) == [.tooLarge] && fatal.first?.reason == "more than 4 requests in flight", "\(events.violations)")
+        #expect(events.requests.count == 5)
+    }
+}
