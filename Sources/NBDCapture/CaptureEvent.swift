@@ -44,6 +44,9 @@ public enum EndReason: Hashable, Sendable {
     case fin
     /// A RST from either side: both directions still open end with it.
     case reset
+    /// More connections were open at once than the reassembler keeps
+    /// (`Configuration.maxOpenConnections`): the oldest was ended to bound memory.
+    case evicted
 }
 
 /// What the reassembler reports, in capture order: the conversation decoder consumes
@@ -80,6 +83,8 @@ public struct CaptureCounters: Hashable, Sendable {
     public var tcpSegments = 0
     /// Connections seen.
     public var connections = 0
+    /// Connections ended early because more were kept than `maxOpenConnections`.
+    public var evictedConnections = 0
     /// Segments whose bytes had all been delivered (or held) already: retransmissions,
     /// duplicates, keep-alive probes.
     public var retransmittedSegments = 0

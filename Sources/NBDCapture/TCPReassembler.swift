@@ -28,18 +28,30 @@ public final class TCPReassembler {
         /// bookkeeping (and the frames kept alive) when the held segments are tiny.
         public var maxHeldSegmentsPerDirection: Int
 
+        /// Connections kept at once (open, or closed and remembered for their 4-tuple);
+        /// past it the oldest is ended (`EndReason.evicted`), so a capture or a live
+        /// interface with endless unclosed connections decodes in bounded memory.
+        public var maxOpenConnections: Int
+
         public init(serverPorts: Set<UInt16> = [10809], maxHeldBytesPerDirection: Int = 8 << 20,
-                    maxHeldSegmentsPerDirection: Int = 16_384) {
+                    maxHeldSegmentsPerDirection: Int = 16_384, maxOpenConnections: Int = 10_000) {
             self.serverPorts = serverPorts
             self.maxHeldBytesPerDirection = maxHeldBytesPerDirection
             self.maxHeldSegmentsPerDirection = maxHeldSegmentsPerDirection
+            self.maxOpenConnections = maxOpenConnections
         }
     }
 
     public let configuration: Configuration
     public internal(set) var counters = CaptureCounters()
     private var active: [FlowKey: Connection] = [:]
-    private var connections: [Connection] = []
+    /// 4-tuples in the order their connections started, for evicting the oldest (entries
+    /// whose connection left `active` are skipped when reached).
+    private var startOrder: [(FlowKey, Int)] = []
+    private var startOrderHead = 0
+    /// Connections still kept, by id; `history` has every connection's info, compact.
+    private var connections: [Int: Connection] = [:]
+    private var history: [ConnectionInfo] = []
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -47,23 +59,22 @@ public final class TCPReassembler {
 
     /// The connection with this id (1-based), as it stands now (roles may have been swapped).
     public func connection(_ id: Int) -> ConnectionInfo? {
-        guard id >= 1 && id <= connections.count else { return nil }
-        return connections[id - 1].info
+        connections[id]?.info ?? (id >= 1 && id <= history.count ? history[id - 1] : nil)
     }
 
     /// All connections seen so far, by id.
-    public var allConnections: [ConnectionInfo] { connections.map(\.info) }
+    public var allConnections: [ConnectionInfo] { history }
 
     /// Exchange client and server of a connection whose roles were guessed wrong. Later
     /// events use the new orientation; events already emitted keep the old one (flip
     /// their `direction` with `.other`). Returns the updated info.
     @discardableResult
     public func swapRoles(connection id: Int) -> ConnectionInfo? {
-        guard id >= 1 && id <= connections.count else { return nil }
-        let c = connections[id - 1]
+        guard let c = connections[id] else { return nil }
         let old = c.info
         c.info.client = old.server
         c.info.server = old.client
+        history[id - 1] = c.info
         return c.info
     }
 
@@ -128,13 +139,16 @@ public final class TCPReassembler {
             } else {
                 (client, server, roles) = (seg.source, seg.destination, .guessed)
             }
-            let info = ConnectionInfo(id: connections.count + 1, client: client, server: server,
+            let info = ConnectionInfo(id: history.count + 1, client: client, server: server,
                                       synSeen: synOnly, roles: roles, frame: frame, time: time)
             c = Connection(info: info)
-            connections.append(c)
+            connections[info.id] = c
+            history.append(info)
             active[key] = c
+            startOrder.append((key, info.id))
             counters.connections += 1
             events.append(.connection(info))
+            if active.count > configuration.maxOpenConnections { evictOldest(now, &events) }
         }
 
         let sender = c.state(of: seg.source)
@@ -213,7 +227,7 @@ public final class TCPReassembler {
     /// delivered, so nothing captured is lost. Streams without FIN/RST get no `end`.
     public func finish(frame: Int, time: UInt64, into events: inout [CaptureEvent]) {
         let now = Stamp(frame: frame, time: time)
-        for c in connections where !c.isRetired {
+        for (_, c) in connections.sorted(by: { $0.key < $1.key }) where !c.isRetired {
             forceRelease(c, now, &events)
             for (state, d) in c.directions() where !state.ended {
                 flush(state, c, d, now, &events)
@@ -410,12 +424,37 @@ public final class TCPReassembler {
     }
 
     /// A connection replaced by a new one on the same 4-tuple: flush what it held.
+    /// Ends and forgets the connection that started first among those kept.
+    private func evictOldest(_ now: Stamp, _ events: inout [CaptureEvent]) {
+        while startOrderHead < startOrder.count {
+            let (key, id) = startOrder[startOrderHead]
+            startOrderHead += 1
+            guard let c = active[key], c.info.id == id else { continue }
+            active[key] = nil
+            connections[id] = nil
+            if !c.isRetired {
+                retire(c, now, &events)
+                for (state, d) in c.directions() where !state.ended {
+                    state.ended = true
+                    events.append(.end(connection: c.info.id, direction: d, reason: .evicted, frame: now.frame, time: now.time))
+                }
+                counters.evictedConnections += 1
+            }
+            break
+        }
+        if startOrderHead > 4096 && startOrderHead * 2 > startOrder.count {
+            startOrder.removeFirst(startOrderHead)
+            startOrderHead = 0
+        }
+    }
+
     private func retire(_ c: Connection, _ now: Stamp, _ events: inout [CaptureEvent]) {
         forceRelease(c, now, &events)
         for (state, d) in c.directions() where !state.ended {
             flush(state, c, d, now, &events)
         }
         c.isRetired = true
+        connections[c.info.id] = nil
     }
 }
 

@@ -238,3 +238,28 @@ struct ReassemblyTests {
         #expect(difference(run.stream(1, .clientToServer), pattern(0, 30)) == nil)
     }
 }
+
+/// Connections that never close do not grow the reassembler without bound: past
+/// `maxOpenConnections` the oldest is ended (both directions, `.evicted`) and forgotten.
+@Suite struct EvictionTests {
+    @Test func oldestConnectionIsEndedPastTheLimit() {
+        var config = TCPReassembler.Configuration()
+        config.maxOpenConnections = 3
+        let r = TCPReassembler(configuration: config)
+        var events: [CaptureEvent] = []
+        for port in 1...5 {
+            var payload = ByteBufferAllocator().buffer(capacity: 4)
+            payload.writeString("ping")
+            let seg = TCPSegment(source: Endpoint(address: IPAddress(v4: 127, 0, 0, 1), port: UInt16(40000 + port)),
+                                 destination: Endpoint(address: IPAddress(v4: 127, 0, 0, 1), port: 10809),
+                                 sequenceNumber: 1, acknowledgmentNumber: 0, flags: [.ack], payload: payload, missingPayloadBytes: 0)
+            r.process(seg, frame: port, time: UInt64(port), into: &events)
+        }
+        let ends = events.compactMap { e -> (Int, EndReason)? in
+            if case .end(let c, _, let reason, _, _) = e { return (c, reason) } else { return nil }
+        }
+        #expect(ends.map(\.0) == [1, 1, 2, 2] && ends.allSatisfy { $0.1 == .evicted }, "\(ends)")
+        #expect(r.counters.evictedConnections == 2)
+        #expect(r.allConnections.count == 5)
+    }
+}
