@@ -421,6 +421,12 @@ extension ConversationDecoder {
         }
     }
 
+    /// The export size negotiated, once transmission started.
+    public var negotiatedExportSize: UInt64? { handshakeFinished && phase != .tls ? exportSize : nil }
+
+    /// Whether a request with this cookie awaits its final reply.
+    public func isInFlight(cookie: UInt64) -> Bool { inFlight[cookie] != nil }
+
     /// Whether `finish` was called for this direction.
     public func isFinished(_ d: StreamDirection) -> Bool { state(d).finished }
 }

@@ -33,6 +33,9 @@ public enum AnswerReason: Hashable, Sendable, CustomStringConvertible {
     /// offset + length passes 2^64, past the end of any export: ENOSPC, as for any
     /// write zeroes past the end.
     case beyondAddressSpace
+    /// The range passes the end of the export, on a WRITE_ZEROES nbdtap serves itself:
+    /// ENOSPC (nbdkit's answer), before any piece is written.
+    case beyondExport(size: UInt64)
 
     public var description: String {
         switch self {
@@ -43,6 +46,7 @@ public enum AnswerReason: Hashable, Sendable, CustomStringConvertible {
         case .fastZeroEmulated: return "fast zero refused: write zeroes are emulated"
         case .invalidFlags(let flags): return "flags \(flags.names.joined(separator: "|")) invalid on WRITE_ZEROES"
         case .beyondAddressSpace: return "offset + length beyond 2^64"
+        case .beyondExport(let size): return "range past the end of the export (size \(size))"
         }
     }
 }

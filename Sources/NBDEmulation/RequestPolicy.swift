@@ -14,8 +14,9 @@ extension EmulationOptions {
     ///
     /// Checks run in nbdkit 1.32's order (server/protocol.c validate_request): read-only
     /// first (EPERM), then flags (EINVAL), then commands (EINVAL), then the zero modes.
+    /// `exportSize`, when known, bounds the WRITE_ZEROES nbdtap serves itself.
     public func requestDecision(_ request: RequestHeader, shown: TransmissionFlags,
-                                upstream: TransmissionFlags, maxPayload: UInt32?) -> RequestDecision {
+                                upstream: TransmissionFlags, maxPayload: UInt32?, exportSize: UInt64? = nil) -> RequestDecision {
         if isTransparent { return .forward(request) }
         let hidden = upstream.subtracting(shown)
 
@@ -37,7 +38,7 @@ extension EmulationOptions {
         switch request.command {
         case .writeZeroes where shown.contains(.sendWriteZeroes):
             return emulatesZeroes(upstream: upstream)
-                ? emulatedZeroDecision(request, shown: shown, maxPayload: maxPayload)
+                ? emulatedZeroDecision(request, shown: shown, maxPayload: maxPayload, exportSize: exportSize)
                 : forwardedZeroDecision(request, shown: shown, upstream: upstream)
         case .read, .write, .disc, .flush, .trim, .cache, .writeZeroes, .blockStatus, .resize, .unknown:
             return .forward(request)
@@ -46,7 +47,7 @@ extension EmulationOptions {
 
     /// WRITE_ZEROES that nbdtap serves itself: nbdtap is the server here, so it validates
     /// against what it showed, as nbdkit's core does for an emulating plugin.
-    func emulatedZeroDecision(_ request: RequestHeader, shown: TransmissionFlags, maxPayload: UInt32?) -> RequestDecision {
+    func emulatedZeroDecision(_ request: RequestHeader, shown: TransmissionFlags, maxPayload: UInt32?, exportSize: UInt64? = nil) -> RequestDecision {
         let invalid = request.flags.subtracting(Self.writeZeroesFlags)
         if !invalid.isEmpty { return .answer(.einval, .invalidFlags(invalid)) }
         if request.flags.contains(.fua) && !shown.contains(.sendFUA) { return .answer(.einval, .hiddenFlag(.fua)) }
@@ -63,6 +64,9 @@ extension EmulationOptions {
         guard let writes = ZeroWrites(offset: request.offset, length: request.length, maxPayload: maxPayload,
                                       fua: request.flags.contains(.fua)) else {
             return .answer(.enospc, .beyondAddressSpace)
+        }
+        if let exportSize, request.offset > exportSize || request.length > exportSize - request.offset {
+            return .answer(.enospc, .beyondExport(size: exportSize))
         }
         return .emulateZero(writes)
     }

@@ -100,7 +100,8 @@ final class EmulationEngine {
                     out.close = "NBD_OPT_\(h.option.name) is not possible with the emulated handshake"
                 }
             case .request(let r):
-                let decision = options.requestDecision(r.header, shown: shown, upstream: upstreamFlags, maxPayload: maxPayload)
+                let decision = options.requestDecision(r.header, shown: shown, upstream: upstreamFlags, maxPayload: maxPayload,
+                                                       exportSize: session.tap.decoder.negotiatedExportSize)
                 switch decision {
                 case .forward(let h):
                     if h != r.header {
@@ -116,7 +117,7 @@ final class EmulationEngine {
                                              ("error", error.name), ("reason", "\(reason)")])
                 case .emulateZero(let writes):
                     clientEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(r.header.wireLength),
-                                            replacement: emulate(r.header, writes)))
+                                            replacement: emulate(r.header, writes) { session.tap.decoder.isInFlight(cookie: $0) }))
                     session.note("Emulate", [("id", String(r.id)), ("zero_as_writes", String(writes.count))])
                     if writes.isEmpty { pendingReplies.append(reply(to: r.header, error: .ok)) }
                 }
@@ -268,12 +269,18 @@ final class EmulationEngine {
 
     /// The WRITEs of zeroes standing in for a client's WRITE_ZEROES, in order, each with a
     /// cookie of nbdtap's own and a slice of the shared zero buffer as payload.
-    func emulate(_ request: RequestHeader, _ writes: ZeroWrites) -> [ByteBuffer] {
+    func emulate(_ request: RequestHeader, _ writes: ZeroWrites, clientInFlight: (UInt64) -> Bool) -> [ByteBuffer] {
         var out: [ByteBuffer] = []
         if !writes.isEmpty {
             emulatedZeroes[request.cookie] = EmulatedZero(request: request, remaining: writes.count)
         }
         for w in writes {
+            // Never a cookie in flight from the client (forwarded, or in this same read and
+            // not yet fed to the upstream conversation) or upstream: a client may use any
+            // value, this range included.
+            while clientInFlight(nextOwnCookie) || upstream.isInFlight(cookie: nextOwnCookie) || ownCookies[nextOwnCookie] != nil {
+                nextOwnCookie &+= 1
+            }
             let cookie = nextOwnCookie
             nextOwnCookie &+= 1
             ownCookies[cookie] = request.cookie

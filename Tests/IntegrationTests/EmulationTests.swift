@@ -304,4 +304,61 @@ struct EmulationTests {
         let (r, _, _) = try run(s, ["--emulate", profile], "nbdinfo --json $uri")
         #expect(r.status == 0 && r.output.contains(expected), "\(profile): \(r.output)")
     }
+
+    /// An emulated WRITE_ZEROES past the end is refused before any piece is written.
+    @Test func emulatedZeroPastTheEndWritesNothing() throws {
+        let s = try Scratch()
+        let cmd = try script(s, """
+            h.set_strict_mode(0)
+            h.connect_uri(os.environ["uri"])
+            try:
+                h.zero(2 << 20, 0)
+                print("zero ok")
+            except nbd.Error as e:
+                print("zero", e.errno)
+            """)
+        let (r, px, up) = try run(s, ["--zeromode", "emulate"], cmd)
+        #expect(r.output.contains("zero ENOSPC"), "\(r.output)")
+        #expect(px.contains("answered=NBD_CMD_WRITE_ZEROES error=ENOSPC"), "\(px)")
+        #expect(requestCounts(up).isEmpty, "\(up)")
+    }
+
+    /// nbdtap's own WRITEs (emulated zeroes) never reuse a cookie the client has in flight:
+    /// with a client READ in flight under the cookie nbdtap would pick next, qemu-nbd's trace
+    /// (which prints cookies) shows two different cookies, and the client gets both answers.
+    @Test(.enabled(if: Peers.enabledWithQemu10())) func ownCookiesAvoidTheClients() throws {
+        try Peers.requireQemu10()
+        let s = try Scratch()
+        try s.run("truncate", ["-s", "1M", s.path("disk.raw")])
+        let sock = s.path("q.sock")
+        try s.start(Peers.qemu10("qemu-nbd"), ["--persistent", "-f", "raw", "-k", sock, "--trace", "nbd_co_receive_request_decode_type",
+                                             s.path("disk.raw")], name: "qemu-nbd")
+        try s.waitFor(sock)
+        let client = """
+            import socket, struct, sys
+            s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(30)
+            def rx(n):
+                b = b""
+                while len(b) < n:
+                    p = s.recv(n - len(b)); assert p, "EOF"; b += p
+                return b
+            rx(18); s.sendall(struct.pack(">I", 3))
+            s.sendall(struct.pack(">QII", 0x49484156454F5054, 1, 0))  # EXPORT_NAME "": simple replies
+            rx(10)
+            X = 0x6e62647461700000
+            s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, X, 0, 4096))     # READ, cookie X
+            s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 6, 5, 8192, 4096))  # WRITE_ZEROES, cookie 5
+            for _ in range(2):
+                magic, err, cookie = struct.unpack(">IIQ", rx(16))
+                data = rx(4096) if cookie == X and err == 0 else b""
+                print("reply", hex(cookie), err, len(data))
+            """
+        try client.write(toFile: s.path("client.py"), atomically: true, encoding: .utf8)
+        let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--quiet", "--log", s.path("px.log"),
+                                         "--zeromode", "emulate", "--run", "/usr/bin/python3 \(s.path("client.py")) $unixsocket"])
+        #expect(r.output.contains("reply 0x5 0 0") && r.output.contains("reply 0x6e62647461700000 0 4096"), "\(r.output)\n\(s.contents("px.log"))")
+        let trace = s.output(of: "qemu-nbd").split(separator: "\n").filter { $0.contains("decode_type") }
+        let cookies = trace.compactMap { $0.split(separator: " ").first { $0.hasSuffix(",") && Int($0.dropLast()) != nil } }
+        #expect(trace.count == 2 && Set(cookies).count == 2, "\(trace)")
+    }
 }

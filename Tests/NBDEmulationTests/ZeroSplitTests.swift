@@ -15,6 +15,17 @@ import Testing
 
     static let mib: UInt64 = 1 << 20
 
+    /// Checked against the export size before any piece is written: ENOSPC, as nbdkit.
+    @Test func rangePastTheEndIsRefusedWhole() {
+        let shown = options.shownFlags(upstream: upstream, structuredOrExtended: false)
+        for (offset, length) in [(UInt64(0), 2 * Self.mib), (Self.mib, 1), (2 * Self.mib, 0)] {
+            #expect(options.requestDecision(request(.writeZeroes, offset: offset, length: length), shown: shown, upstream: upstream,
+                                            maxPayload: nil, exportSize: Self.mib) == .answer(.enospc, .beyondExport(size: Self.mib)))
+        }
+        #expect(options.requestDecision(request(.writeZeroes, offset: Self.mib - 512, length: 512), shown: shown, upstream: upstream,
+                                        maxPayload: nil, exportSize: Self.mib).zeroWrites?.count == 1)
+    }
+
     @Test func advertisedEvenThoughUpstreamHasNone() {
         #expect(options.shownFlags(upstream: upstream, structuredOrExtended: false) == flags(0x086d))
     }
