@@ -21,8 +21,8 @@ extension ConversationDecoder {
             }
             phase = .options
         case .options:
-            let header = try OptionHeader.read(from: &buf)!
-            let data = buf.readSlice(length: Int(header.dataLength))!
+            let header = try framed(try OptionHeader.read(from: &buf), "option header", &buf)
+            let data = try framed(buf.readSlice(length: Int(header.dataLength)), "option data", &buf)
             var parsed: OptionData
             do {
                 parsed = try OptionData.parse(option: header.option, data: data)
@@ -77,7 +77,7 @@ extension ConversationDecoder {
         let d = StreamDirection.serverToClient
         switch phase {
         case .greeting:
-            let greeting = try ServerGreeting.read(from: &buf)!
+            let greeting = try framed(try ServerGreeting.read(from: &buf), "server greeting", &buf)
             emit(d, offset, time, .serverGreeting(greeting), &events)
             switch greeting {
             case .oldstyle(let g):
@@ -98,8 +98,8 @@ extension ConversationDecoder {
                 phase = .clientFlags
             }
         case .optionReply(let option):
-            let header = try OptionReplyHeader.read(from: &buf)!
-            let data = buf.readSlice(length: Int(header.dataLength))!
+            let header = try framed(try OptionReplyHeader.read(from: &buf), "option reply header", &buf)
+            let data = try framed(buf.readSlice(length: Int(header.dataLength)), "option data", &buf)
             var parsed: OptionReplyData
             var malformed: WireError?
             do {
@@ -120,7 +120,7 @@ extension ConversationDecoder {
             checkReplyType(option, header.type, offset, time, &events)
             applyReply(option, header.type, parsed, offset, time, &events)
         case .exportNameReply:
-            let reply = ExportNameReply.read(from: &buf, zeroesOmitted: zeroesOmitted)!
+            let reply = try framed(ExportNameReply.read(from: &buf, zeroesOmitted: zeroesOmitted), "export name reply", &buf)
             emit(d, offset, time, .exportNameReply(reply), &events)
             exportSize = reply.size
             transmissionFlags = reply.flags

@@ -3,9 +3,16 @@ import NIOCore
 
 /// The transmission phase: requests, their payloads, replies and the cookie table.
 extension ConversationDecoder {
+    /// A message `required` said was complete but the reader found short: a decoder bug,
+    /// never a trap on network input; the stream is closed as unframeable.
+    func framed<T>(_ value: T?, _ what: String, _ buf: inout ByteBuffer) throws(WireError) -> T {
+        guard let value else { throw .truncated(context: what, needed: 0, available: buf.readableBytes) }
+        return value
+    }
+
     mutating func parseRequest(_ buf: inout ByteBuffer, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) throws(WireError) {
         let d = StreamDirection.clientToServer
-        let header = try RequestHeader.read(from: &buf, extended: extendedHeaders)!
+        let header = try framed(try RequestHeader.read(from: &buf, extended: extendedHeaders), "request header", &buf)
         if c2s.disconnected {
             emit(d, offset, time, .violation(ProtocolViolation(.afterDisconnect, "request sent after NBD_CMD_DISC")), &events)
         }
@@ -15,7 +22,7 @@ extension ConversationDecoder {
         let parsesPayload = header.extended && header.command == .blockStatus && payload > 0 && UInt64(buf.readableBytes) >= payload
         if parsesPayload {
             // NBD_FLAG_BLOCK_STATUS_PAYLOAD: u64 effect length, then u32 context ids.
-            var body = buf.getSlice(at: buf.readerIndex, length: Int(payload))!
+            var body = try framed(buf.getSlice(at: buf.readerIndex, length: Int(payload)), "block status payload", &buf)
             if payload >= 8 && (payload - 8) % 4 == 0, let effect = body.readInteger(as: UInt64.self) {
                 var ids: [UInt32] = []
                 ids.reserveCapacity(Int(payload - 8) / 4)
@@ -149,7 +156,7 @@ extension ConversationDecoder {
 
     mutating func parseReply(_ buf: inout ByteBuffer, _ offset: UInt64, _ time: UInt64, _ events: inout [ConversationEvent]) throws(WireError) {
         let d = StreamDirection.serverToClient
-        let header = try ReplyHeader.read(from: &buf, allowSimple: true, allowStructured: true, allowExtended: true)!
+        let header = try framed(try ReplyHeader.read(from: &buf, allowSimple: true, allowStructured: true, allowExtended: true), "reply header", &buf)
         switch header {
         case .simple(let reply):
             emit(d, offset, time, .simpleReply(reply), &events)
@@ -212,7 +219,7 @@ extension ConversationDecoder {
             emit(d, offset, time, .violation(ProtocolViolation(code, reason)), &events)
         }
         let parseLength = chunkParseLength(type: chunk.type.rawValue, length: chunk.length)
-        let parsedBytes = buf.readSlice(length: parseLength)!
+        let parsedBytes = try framed(buf.readSlice(length: parseLength), "reply chunk payload", &buf)
         var payload: ChunkPayload
         var problem: WireError?
         if parseLength < Int(clamping: chunk.length), chunk.type != .offsetData {

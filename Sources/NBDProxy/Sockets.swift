@@ -8,8 +8,20 @@ public struct SocketCallError: Error, CustomStringConvertible, Sendable {
     public let call: String
     public let endpoint: String
     public let errno: Int32
+    /// The resolver's own message (getaddrinfo does not report through errno).
+    public var detail: String?
 
-    public var description: String { "\(call) \(endpoint): \(String(cString: strerror(errno))) (errno \(errno))" }
+    public init(call: String, endpoint: String, errno: Int32, detail: String? = nil) {
+        self.call = call
+        self.endpoint = endpoint
+        self.errno = errno
+        self.detail = detail
+    }
+
+    public var description: String {
+        if let detail { return "\(call) \(endpoint): \(detail)" }
+        return "\(call) \(endpoint): \(String(cString: strerror(errno))) (errno \(errno))"
+    }
 }
 
 /// Listening and connected sockets made by nbdtap itself and handed to NIO afterwards.
@@ -205,7 +217,7 @@ enum Sockets {
         var list: UnsafeMutablePointer<addrinfo>?
         let r = getaddrinfo(host.isEmpty ? nil : host, String(port), &hints, &list)
         guard r == 0, let first = list else {
-            throw SocketCallError(call: "getaddrinfo (\(String(cString: gai_strerror(r))))", endpoint: name, errno: EADDRNOTAVAIL)
+            throw SocketCallError(call: "getaddrinfo", endpoint: name, errno: EADDRNOTAVAIL, detail: String(cString: gai_strerror(r)))
         }
         defer { freeaddrinfo(first) }
         var out: [(Int32, [UInt8])] = []

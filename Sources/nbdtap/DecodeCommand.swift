@@ -52,6 +52,8 @@ struct DecodeCommand: ParsableCommand {
         var failed = false
         var transcriptNumber = 0
         var transcriptStats: [(Int, ConnectionStats)] = []
+        /// Frames the snapshot length cut before their TCP payload.
+        var cutHeaders = 0
         if let interface {
             let source = try PcapSource(interface: interface, filter: filter)
             let reader = CaptureReader(source: source, configuration: .init(serverPorts: serverPorts))
@@ -81,6 +83,8 @@ struct DecodeCommand: ParsableCommand {
             case .pcap(let source):
                 let reader = CaptureReader(source: source, configuration: .init(serverPorts: serverPorts))
                 if !decode(reader, name: path, sessions: sessions, out: out) { failed = true }
+                let c = reader.reassembler.counters
+                cutHeaders += [SkipReason.linkHeaderTruncated, .ipHeaderTruncated, .tcpHeaderTruncated].reduce(0) { $0 + (c.skipped[$1] ?? 0) }
                 // Connections a file leaves open end with it.
                 var text: [UInt8] = []
                 sessions.finish(out: &text)
@@ -105,7 +109,16 @@ struct DecodeCommand: ParsableCommand {
         if sessions.nonNBDConnections > 0 {
             warn("\(sessions.nonNBDConnections) TCP connection\(sessions.nonNBDConnections == 1 ? "" : "s") without NBD ignored")
         }
-        if per.isEmpty && !failed { warn("no NBD connection found") }
+        if per.isEmpty && !failed {
+            if cutHeaders > 0 {
+                // Nothing decodable because the capture cut every header: a broken input.
+                warn("no NBD connection found: \(cutHeaders) frame\(cutHeaders == 1 ? " was" : "s were") cut before their TCP payload "
+                     + "(the capture's snapshot length was too small); capture with tcpdump -s 0 (or at least -s 128)")
+                failed = true
+            } else {
+                warn("no NBD connection found")
+            }
+        }
         if failed { throw ExitCode.failure }
     }
 

@@ -83,7 +83,7 @@ struct ProxyCommand: ParsableCommand {
         let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
         let recorder = try pcap.map { path -> PcapRecorder in
             do { return try PcapRecorder(path: path) } catch {
-                warn("cannot write \(path): \(error)")
+                warn("\(error)")
                 throw ExitCode.failure
             }
         }

@@ -73,3 +73,29 @@ import Glibc
         #expect(log.contains("Write id=1") && log.contains("Disconnect transactions="), "\(log)")
     }
 }
+
+/// Small things a person meets: a capture whose snapshot length cut every TCP header is
+/// an error (it said "no NBD connection found" and exited 0), an unknown host's error
+/// reads cleanly, and a pcap that cannot be written says so once.
+@Suite struct DecodeAndProxyMessagesTests {
+    @Test func snaplenCutHeadersIsAnError() throws {
+        try Peers.require("editcap")
+        let s = try Scratch()
+        let capture = repoRoot.appendingPathComponent("Captures/nbdsh-all-simple/session.pcap").path
+        try s.run("editcap", ["-s", "64", capture, s.path("s64.pcap")])
+        let r = try s.run(nbdtapBinary, ["decode", s.path("s64.pcap")])
+        #expect(r.status == 1 && r.output.contains("frames were cut before their TCP payload"), "\(r.output)")
+        try s.run("editcap", ["-s", "100", capture, s.path("s100.pcap")])
+        let r100 = try s.run(nbdtapBinary, ["decode", "--view", "summary", s.path("s100.pcap")])
+        #expect(r100.status == 0 && r100.output.contains("bytes missing"), "\(r100.output)")
+    }
+
+    @Test(.enabled(if: Peers.enabled("nbdinfo"))) func errorTexts() throws {
+        let s = try Scratch()
+        let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd://nosuch.invalid:1", "--run", "nbdinfo --size $uri > /dev/null 2>&1"])
+        #expect(r.output.contains("cannot reach the upstream nbd://nosuch.invalid:1/: getaddrinfo nosuch.invalid:1: "), "\(r.output)")
+        #expect(!r.output.contains("getaddrinfo ("), "\(r.output)")
+        let p = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd://127.0.0.1:1", "--pcap", s.path("no/such/dir.pcap"), "--run", "true"])
+        #expect(p.status == 1 && p.output.components(separatedBy: "cannot write").count == 2, "\(p.output)")
+    }
+}
