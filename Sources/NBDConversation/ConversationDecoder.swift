@@ -98,11 +98,13 @@ public struct ConversationDecoder {
 
     /// Reports that a direction ended (EOF). When the server's side ends, requests still
     /// in flight can no longer be answered and are reported abandoned.
-    public mutating func finish(_ direction: StreamDirection, at time: UInt64, into events: inout [ConversationEvent]) {
+    /// `cutByRelay`: the stream did not end, a relay cut it (its other side died), so a
+    /// message left half-sent is not the sender's fault and is not reported as truncated.
+    public mutating func finish(_ direction: StreamDirection, at time: UInt64, into events: inout [ConversationEvent], cutByRelay: Bool = false) {
         var s = state(direction)
         guard !s.finished else { return }
         s.finished = true
-        if !s.dead {
+        if !s.dead && !cutByRelay {
             if s.hunting {
                 // Whatever is pending was never recognised: reported as skipped below.
             } else if s.pending.readableBytes > 0 && !isWaiting(direction) {

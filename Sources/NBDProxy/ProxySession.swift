@@ -25,6 +25,8 @@ final class ProxySession {
     /// Set when the proxy shuts down: see ProxySession+Drain.swift.
     var draining = false
     var upstreamEnded = false
+    /// The upstream connection closed while the client's was still open.
+    var upstreamEndedFirst = false
     /// Stream offset just past the last client message the decoder has framed (a request
     /// header, or the WRITE payload after it): client bytes below it finish a request
     /// already under way.
@@ -152,7 +154,9 @@ final class ProxySession {
 
     /// One side reached EOF or closed.
     func sideEnded(_ d: StreamDirection) {
-        tap.finish(d, at: wallClockNanoseconds(), logText: &logText)
+        if d == .serverToClient && !clientClosed { upstreamEndedFirst = true }
+        // The client's stream ends after the upstream's: nbdtap cut it off.
+        tap.finish(d, at: wallClockNanoseconds(), logText: &logText, cutByRelay: d == .clientToServer && upstreamEndedFirst)
         flushLog()
     }
 
@@ -171,7 +175,10 @@ final class ProxySession {
     }
 
     func channelInactive(_ ch: Channel) {
-        if ch === client { clientClosed = true } else { upstreamClosed = true }
+        if ch === client { clientClosed = true } else {
+            upstreamClosed = true
+            if !clientClosed { upstreamEndedFirst = true }
+        }
         if !closing { close(reason: nil) }
         if clientClosed && (upstreamClosed || upstream == nil) { finish() }
     }
@@ -179,6 +186,9 @@ final class ProxySession {
     func finish() {
         guard !finished else { return }
         finished = true
+        // The upstream went first: nbdtap cut the client off, perhaps in the middle of a
+        // WRITE; that is not the client breaking the protocol.
+        if upstreamEndedFirst { tap.finish(.clientToServer, at: wallClockNanoseconds(), logText: &logText, cutByRelay: true) }
         tap.close(at: wallClockNanoseconds(), logText: &logText)
         flushLog()
         stats.add(id, tap.stats)

@@ -32,9 +32,9 @@ public struct ConversationTap {
         consume(&logText)
     }
 
-    public mutating func finish(_ d: StreamDirection, at time: UInt64, logText: inout [UInt8]) {
+    public mutating func finish(_ d: StreamDirection, at time: UInt64, logText: inout [UInt8], cutByRelay: Bool = false) {
         events.removeAll(keepingCapacity: true)
-        decoder.finish(d, at: time, into: &events)
+        decoder.finish(d, at: time, into: &events, cutByRelay: cutByRelay)
         consume(&logText)
     }
 

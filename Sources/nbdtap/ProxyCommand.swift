@@ -92,7 +92,9 @@ struct ProxyCommand: ParsableCommand {
             server.onConnectionClosed = { id, stats, reason in
                 let errors = stats.commands.reduce(0) { $0 + $1.1.errorCount }
                 warn("connection \(id) closed: \(stats.totalRequests) requests, \(errors) errors, "
-                     + "\(StatsFormatter.humanBytes(stats.bytesClientToServer)) to server, \(StatsFormatter.humanBytes(stats.bytesServerToClient)) to client"
+                     // What nbdtap read from each side (bytes it could not deliver when a
+                     // side died are counted too: "from", not "to").
+                     + "\(StatsFormatter.humanBytes(stats.bytesClientToServer)) from the client, \(StatsFormatter.humanBytes(stats.bytesServerToClient)) from the server"
                      + (reason.map { "; \($0)" } ?? ""))
             }
         }

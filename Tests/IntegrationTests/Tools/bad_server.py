@@ -8,6 +8,7 @@ correct fixed-newstyle handshake (NBD_OPT_GO, NBD_OPT_EXPORT_NAME; every other o
 gets NBD_REP_ERR_UNSUP, so replies stay simple), serves a 1 MiB export of zeroes, and:
   export "bad":  answers the first request with a reply whose magic is 0xdeadbeef;
   export "halfread": answers a READ with its reply header and half its data, then closes;
+  export "closeonwrite": closes as soon as a WRITE header arrives, its data unread;
   any other export: answers correctly (READ returns zeroes, everything else succeeds),
 so a good connection can run next to a bad one.
 """
@@ -66,6 +67,8 @@ def serve(s):
         while True:
             magic, flags, cmd, cookie, offset, length = struct.unpack(">IHHQQI", recv_exact(s, 28))
             if cmd == 2:  # DISC
+                break
+            if cmd == 1 and name == "closeonwrite":
                 break
             if cmd == 1:  # WRITE: consume the payload
                 recv_exact(s, length)
