@@ -120,24 +120,32 @@ struct FailureTests {
 
     /// The server sends a READ's reply header and half its data, then closes: the client
     /// failed, so the log and the statistics must not call the READ a success.
-    @Test func readCutOffByTheServerIsNotASuccess() throws {
-        let s = try Scratch()
+
+    /// bad_server.py behind an in-process proxy; `call` runs once against `export` through
+    /// it, its nbd.Error printed as "failed: ..."; returns the client's output and the
+    /// proxy's log once the session ended.
+    func throughBadServer(_ s: Scratch, export: String, call: String) throws -> (output: String, log: String, proxy: RunningProxy) {
         let sock = s.path("bad.sock")
         try s.start("python3", [toolPath("bad_server.py"), sock], name: "bad_server")
         try s.waitFor(sock)
         let proxy = try s.proxy(upstream: .unix(path: sock))
-        let r = try s.nbdsh(proxy.uri("halfread"), """
+        let r = try s.nbdsh(proxy.uri(export), """
             h.connect_uri(os.environ["uri"])
             try:
-                h.pread(65536, 0)
-                print("read ok")
+                \(call)
+                print("ok")
             except nbd.Error as e:
-                print("read failed:", e)
+                print("failed:", e)
             """)
-        #expect(r.output.contains("read failed"), "\(r.output)")
         try waitUntil("the session ends") { proxy.server.activeConnections == 0 }
         proxy.stop()
-        let log = proxy.log
+        return (r.output, proxy.log, proxy)
+    }
+
+    @Test func readCutOffByTheServerIsNotASuccess() throws {
+        let s = try Scratch()
+        let (output, log, proxy) = try throughBadServer(s, export: "halfread", call: "h.pread(65536, 0)")
+        #expect(output.contains("failed:"), "\(output)")
         #expect(log.contains("...Read id=1 return=-1 error=ENOTCONN"), "\(log)")
         #expect(!log.contains("...Read id=1 return=0"), "\(log)")
         #expect(log.contains("code=truncated"), "\(log)")
@@ -149,22 +157,8 @@ struct FailureTests {
     /// the half-sent WRITE is not logged as the client breaking the protocol.
     @Test func upstreamDyingMidWriteIsNotTheClientsViolation() throws {
         let s = try Scratch()
-        let sock = s.path("bad.sock")
-        try s.start("python3", [toolPath("bad_server.py"), sock], name: "bad_server")
-        try s.waitFor(sock)
-        let proxy = try s.proxy(upstream: .unix(path: sock))
-        let r = try s.nbdsh(proxy.uri("closeonwrite"), """
-            h.connect_uri(os.environ["uri"])
-            try:
-                h.pwrite(b"w" * (512 << 10), 0)
-                print("write ok")
-            except nbd.Error as e:
-                print("write failed:", e)
-            """)
-        #expect(r.output.contains("write failed"), "\(r.output)")
-        try waitUntil("the session ends") { proxy.server.activeConnections == 0 }
-        proxy.stop()
-        let log = proxy.log
+        let (output, log, _) = try throughBadServer(s, export: "closeonwrite", call: "h.pwrite(b\"w\" * (512 << 10), 0)")
+        #expect(output.contains("failed:"), "\(output)")
         #expect(log.contains("...Write id=1 return=-1 error=ENOTCONN"), "\(log)")
         #expect(!log.contains("Violation from=client"), "\(log)")
     }

@@ -148,6 +148,23 @@ final class Scratch {
 
 enum HarnessError: Error { case timeout(String) }
 
+/// An nbd-server 3.24 configuration: one export `export1` of `disk` with flush, FUA and
+/// trim, and a transaction log (its record of every request) at `log`.
+func nbdServerConfig(port: Int, disk: String, log: String) -> String {
+    """
+    [generic]
+        port = \(port)
+        listenaddr = 127.0.0.1
+        allowlist = true
+    [export1]
+        exportname = \(disk)
+        flush = true
+        fua = true
+        trim = true
+        transactionlog = \(log)
+    """
+}
+
 func freePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }

@@ -12,18 +12,7 @@ struct NBDServerProxyTests {
         let disk = s.path("disk.img")
         try s.run("truncate", ["-s", "1M", disk])
         let port = freePort()
-        let config = """
-            [generic]
-                port = \(port)
-                listenaddr = 127.0.0.1
-                allowlist = true
-            [export1]
-                exportname = \(disk)
-                flush = true
-                fua = true
-                trim = true
-                transactionlog = \(s.path("transaction.log"))
-            """
+        let config = nbdServerConfig(port: port, disk: disk, log: s.path("transaction.log"))
         try config.write(toFile: s.path("nbd-server.cfg"), atomically: true, encoding: .utf8)
         // With -d nbd-server serves one connection in the foreground and exits after it,
         // so readiness is read from /proc/net/tcp rather than probed with a connection.

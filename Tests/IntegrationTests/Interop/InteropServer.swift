@@ -90,18 +90,7 @@ extension Scratch {
         case .nbdServer:
             try Peers.require("nbd-server")
             let port = freePort()
-            let config = """
-                [generic]
-                    port = \(port)
-                    listenaddr = 127.0.0.1
-                    allowlist = true
-                [export1]
-                    exportname = \(disk)
-                    flush = true
-                    fua = true
-                    trim = true
-                    transactionlog = \(path("transaction.log"))
-                """
+            let config = nbdServerConfig(port: port, disk: disk, log: path("transaction.log"))
             try config.write(toFile: path("nbd-server.cfg"), atomically: true, encoding: .utf8)
             // Without -d nbd-server forks a child per connection (qemu-img and nbdcopy open
             // several) and leaves the foreground at once: its pid file is how it is ended.
