@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "NBDCapture", targets: ["NBDCapture"]),
         .library(name: "NBDReport", targets: ["NBDReport"]),
         .library(name: "NBDEmulation", targets: ["NBDEmulation"]),
+        .library(name: "NBDProxy", targets: ["NBDProxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -46,6 +47,7 @@ let package = Package(
                 "NBDProtocol", "NBDConversation", "NBDReport", "NBDEmulation",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
             ]
         ),

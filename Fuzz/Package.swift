@@ -29,6 +29,10 @@ let package = Package(
         .executableTarget(name: "FuzzPayloads", dependencies: [
             "FuzzSupport", .product(name: "NBDProtocol", package: "nbdtap"), .product(name: "NIOCore", package: "swift-nio"),
         ], path: "Sources/FuzzPayloads"),
+        .executableTarget(name: "FuzzRelay", dependencies: [
+            "FuzzSupport", .product(name: "NBDProxy", package: "nbdtap"), .product(name: "NBDEmulation", package: "nbdtap"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "Sources/FuzzRelay"),
         .executableTarget(name: "FuzzPolicy", dependencies: [
             "FuzzSupport", .product(name: "NBDConversation", package: "nbdtap"), .product(name: "NBDEmulation", package: "nbdtap"),
             .product(name: "NBDProtocol", package: "nbdtap"), .product(name: "NIOCore", package: "swift-nio"),
