@@ -14,7 +14,12 @@ public final class CaptureSessions {
     /// (1, 2, ... over NBD connections only).
     var sessions: [Int: Session] = [:]
     var nextNumber = 1
-    public private(set) var finished: [(Int, ConnectionStats)] = []
+    /// Statistics of every finished connection merged, and the most recent ones each
+    /// (bounded: a capture may hold hundreds of thousands of connections).
+    public private(set) var total = ConnectionStats()
+    var perConnection = PerConnectionStats()
+    public var finished: [(Int, ConnectionStats)] { perConnection.kept }
+    public var omittedConnections: Int { perConnection.omitted }
     public private(set) var nonNBDConnections = 0
     /// The TCP connection behind each NBD connection number, for reports and tests.
     public private(set) var numbered: [Int: ConnectionInfo] = [:]
@@ -114,7 +119,8 @@ public final class CaptureSessions {
         var logText: [UInt8] = []
         tap.close(at: time, logText: &logText)
         if !packetLines { out.append(contentsOf: logText) }
-        finished.append((tap.connection, tap.stats))
+        perConnection.append(tap.connection, tap.stats)
+        total.merge(tap.stats)
         s.tap = nil
         s.isNBD = false
         // Forgotten once closed: a live capture sees connections without end.

@@ -5,26 +5,27 @@ import NIOConcurrencyHelpers
 public final class StatsRegistry: @unchecked Sendable {
     let lock = NIOLock()
     var total = ConnectionStats()
-    var perConnection: [(Int, ConnectionStats)] = []
+    var perConnection = PerConnectionStats()
 
     public init() {}
 
     func add(_ connection: Int, _ stats: ConnectionStats) {
         lock.withLock {
             total.merge(stats)
-            perConnection.append((connection, stats))
+            perConnection.append(connection, stats)
         }
     }
 
     public func snapshot() -> (ConnectionStats, [(Int, ConnectionStats)]) {
-        lock.withLock { (total, perConnection.sorted { $0.0 < $1.0 }) }
+        lock.withLock { (total, perConnection.kept) }
     }
 
     public func render(_ format: StatsFormat) -> String {
         let (t, per) = snapshot()
+        let omitted = lock.withLock { perConnection.omitted }
         switch format {
-        case .text: return StatsFormatter.text(total: t, perConnection: per)
-        case .json: return StatsFormatter.json(total: t, perConnection: per) + "\n"
+        case .text: return StatsFormatter.text(total: t, perConnection: per, omitted: omitted)
+        case .json: return StatsFormatter.json(total: t, perConnection: per, omitted: omitted) + "\n"
         }
     }
 }

@@ -11,8 +11,11 @@ public enum StatsFormatter {
 
     static func us(_ ns: UInt64) -> Double { Double(ns) / 1000 }
 
-    public static func json(total: ConnectionStats, perConnection: [(Int, ConnectionStats)]) -> String {
+    /// `omitted`: connections whose own statistics were not kept (see `PerConnectionStats`);
+    /// they are in the total.
+    public static func json(total: ConnectionStats, perConnection: [(Int, ConnectionStats)], omitted: Int = 0) -> String {
         var o = jsonObject(total)
+        if omitted > 0 { o.number("per_connection_omitted", omitted) }
         var conns: [String] = []
         for (n, s) in perConnection {
             var c = jsonObject(s)
@@ -71,8 +74,8 @@ public enum StatsFormatter {
         return o
     }
 
-    public static func text(total: ConnectionStats, perConnection: [(Int, ConnectionStats)]) -> String {
-        var out = ""
+    public static func text(total: ConnectionStats, perConnection: [(Int, ConnectionStats)], omitted: Int = 0) -> String {
+        var out = omitted > 0 ? "(\(omitted) earlier connection\(omitted == 1 ? "" : "s") counted in the total only)\n" : ""
         for (n, s) in perConnection {
             out += "connection \(n):\n" + table(s)
         }

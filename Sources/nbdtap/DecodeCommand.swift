@@ -95,12 +95,13 @@ struct DecodeCommand: ParsableCommand {
         sessions.finish(out: &text)
         out.write(text)
         out.close()
-        var per = sessions.finished.sorted { $0.0 < $1.0 }
+        var per = sessions.finished
         per += transcriptStats
-        var total = ConnectionStats()
-        for (_, s) in per { total.merge(s) }
-        let stats = report.statsFormat == .json ? StatsFormatter.json(total: total, perConnection: per) + "\n"
-            : StatsFormatter.text(total: total, perConnection: per)
+        var total = sessions.total
+        for (_, s) in transcriptStats { total.merge(s) }
+        let omitted = sessions.omittedConnections
+        let stats = report.statsFormat == .json ? StatsFormatter.json(total: total, perConnection: per, omitted: omitted) + "\n"
+            : StatsFormatter.text(total: total, perConnection: per, omitted: omitted)
         if view == .summary {
             writeStats(stats, to: report.stats ?? "-")
         } else if let path = report.stats {
@@ -109,7 +110,7 @@ struct DecodeCommand: ParsableCommand {
         if sessions.nonNBDConnections > 0 {
             warn("\(sessions.nonNBDConnections) TCP connection\(sessions.nonNBDConnections == 1 ? "" : "s") without NBD ignored")
         }
-        if per.isEmpty && !failed {
+        if per.isEmpty && omitted == 0 && !failed {
             if cutHeaders > 0 {
                 // Nothing decodable because the capture cut every header: a broken input.
                 warn("no NBD connection found: \(cutHeaders) frame\(cutHeaders == 1 ? " was" : "s were") cut before their TCP payload "

@@ -83,3 +83,20 @@ struct GroundTruthTests {
         #expect(stats[command: "DISC"]?.requests == 1)
     }
 }
+
+/// Per-connection statistics are bounded; the total keeps every connection.
+struct PerConnectionStatsTests {
+    @Test func keepsTheMostRecentAndCountsTheRest() {
+        var p = PerConnectionStats(limit: 3)
+        var total = ConnectionStats()
+        for n in 1...5000 {
+            var s = ConnectionStats()
+            s.connections = 1
+            p.append(n, s)
+            total.merge(s)
+        }
+        #expect(p.kept.map(\.0) == [4998, 4999, 5000])
+        #expect(p.omitted == 4997 && total.connections == 5000)
+        #expect(StatsFormatter.text(total: total, perConnection: p.kept, omitted: p.omitted).hasPrefix("(4997 earlier connections counted in the total only)\n"))
+    }
+}
