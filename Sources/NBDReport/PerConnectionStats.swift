@@ -1,6 +1,7 @@
 /// Per-connection statistics kept for a report, bounded: a proxy in front of a VM for a day
 /// sees hundreds of thousands of connections, and each connection's statistics hold latency
-/// histograms of some kilobytes. The most recent `limit` are kept; older ones are counted as
+/// histograms of up to some hundred kilobytes (measured: 300 MiB for 1,000 connections of the
+/// soak test). The most recent `limit` are kept; older ones are counted as
 /// omitted (the caller's total still includes them).
 public struct PerConnectionStats: Sendable {
     public let limit: Int
@@ -8,7 +9,7 @@ public struct PerConnectionStats: Sendable {
     var entries: [(Int, ConnectionStats)] = []
     var head = 0
 
-    public init(limit: Int = 1000) { self.limit = limit }
+    public init(limit: Int = 100) { self.limit = limit }
 
     public mutating func append(_ connection: Int, _ stats: ConnectionStats) {
         entries.append((connection, stats))
