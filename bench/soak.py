@@ -205,6 +205,10 @@ def main():
     for name, i in (("RSS (MiB)", 1), ("descriptors", 2), ("threads", 3)):
         vals = [s[i] / (1024 if i == 1 else 1) for s in warm]
         rows.append(f"| {name} | {min(vals):.1f} | {statistics.median(vals):.1f} | {max(vals):.1f} | {vals[-1]:.1f} |")
+    # RSS over time: a leak shows as a rising line, a heap's high-water mark as a plateau.
+    marks = [samples[min(len(samples) - 1, int(len(samples) * k / 6))] for k in range(1, 7)] if samples else []
+    rows += ["", "| time (s) | " + " | ".join(f"{m[0]:.0f}" for m in marks) + " |", "|---|" + "---:|" * len(marks),
+             "| RSS (MiB) | " + " | ".join(f"{m[1] / 1024:.0f}" for m in marks) + " |"]
     rows += ["", "| counter | value |", "|---|---:|"]
     rows += [f"| {k} | {v} |" for k, v in sorted(counts.items())]
     rows += [f"| regions verified at the end | {len(acked)} |", f"| regions that read back wrong | {bad} |"]
