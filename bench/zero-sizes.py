@@ -52,11 +52,14 @@ def one(nbdtap, tmp, source, extra, n):
     cmd = [nbdtap, "proxy", "--upstream", f"nbd+unix:///?socket={up}", "--listen", f"nbd+unix:///?socket={px}",
            "--log", log, "--quiet"] + extra + ["--run", f"{Q10}/qemu-img convert -n -f qcow2 -O raw {source} 'nbd+unix:///?socket={px}'"]
     start = time.monotonic()
-    subprocess.run(cmd, check=True, stderr=open(os.path.join(d, "px.err"), "w"))
-    elapsed = time.monotonic() - start
-    stop(server)
-    trace.close()
-    os.unlink(disk)
+    try:
+        subprocess.run(cmd, check=True, stderr=open(os.path.join(d, "px.err"), "w"))
+        elapsed = time.monotonic() - start
+    finally:
+        # Ended by PID whatever happened, and the 16 GiB file removed.
+        stop(server)
+        trace.close()
+        os.unlink(disk)
     zeros = [int(m.group(1), 16) for m in re.finditer(r" Zero id=\d+ offset=0x[0-9a-f]+ count=(0x[0-9a-f]+)", open(log).read())]
     writes = len(re.findall(r" Write id=\d+ ", open(log).read()))
     traced = collections.Counter(re.findall(r"type = \d+ \(([a-z ]+)\)", open(os.path.join(d, "trace.log")).read()))
