@@ -32,7 +32,7 @@ let package = Package(
             name: "NBDConversation",
             dependencies: ["NBDProtocol", .product(name: "NIOCore", package: "swift-nio")]
         ),
-        /// Legacy-peer emulation policy (issue 4): what to mask, refuse or emulate; no I/O.
+        /// Legacy-peer emulation policy: what to mask, refuse or emulate; no I/O.
         .target(
             name: "NBDEmulation",
             dependencies: ["NBDProtocol", .product(name: "NIOCore", package: "swift-nio")]

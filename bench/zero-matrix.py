@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The seed's fast-zero matrix, with nbdtap in place of nbdkit's nozero filter.
+"""The 2019 fast-zero cover letter's matrix, with nbdtap in place of nbdkit's nozero filter.
 
 Upstream: nbdkit memory 100M behind --filter=blocksize maxdata=256k and --filter=delay
 delay-write=20ms delay-zero=5ms. Between it and the client: nbdtap proxy with each row's

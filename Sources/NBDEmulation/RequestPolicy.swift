@@ -56,9 +56,10 @@ extension EmulationOptions {
             // backend_zero, fixture nozero.json); nbdtap must not.
             if !shown.contains(.sendFastZero) { return .answer(.einval, .hiddenFlag(.fastZero)) }
             // `ignore` strips the flag and the zero is written, as the 2019 nozero filter
-            // did and as the issue defines ignore ("strips the flag before forwarding").
-            // nbdkit 1.32's core fails it instead (fixture nozero.json): a deliberate
-            // difference, which gives the seed's bipolar case (Docs/emulation.md).
+            // did ("strips the flag before forwarding"). nbdkit 1.32's core fails it
+            // instead (fixture nozero.json): a deliberate difference, so a client that
+            // pre-zeroes with fast zeroes writes every zero byte instead (the slow
+            // pre-zeroing pass of the fast-zero matrix, Docs/emulation.md).
             if fastZeroMode != .ignore { return .answer(.enotsup, .fastZeroEmulated) }
         }
         guard let writes = ZeroWrites(offset: request.offset, length: request.length, maxPayload: maxPayload,

@@ -47,7 +47,7 @@ struct EmulationTests {
         #expect(px.contains("upstream_eflags=0xded shown_eflags=0x5cd"))
         // nbdkit never saw the refused requests: only the plain zero.
         #expect(requestCounts(up) == ["Zero trim=1 fua=0 fast=0": 1], "\(up)")
-        // The seed's pipeline counts both on nbdtap's log.
+        // The README's sed pipeline counts both on nbdtap's log.
         let counted = try s.run("/bin/sh", ["-c", #"sed -n '/Zero.*\.\./ s/.*\(fast=.\).*/\1/p' "# + s.path("px.log") + " | sort | uniq -c"])
         #expect(counted.output.contains("1 fast=0") && counted.output.contains("1 fast=1"), "\(counted.output)")
     }
@@ -147,7 +147,7 @@ struct EmulationTests {
         #expect(!px.contains("Violation"))
     }
 
-    /// The seed's first demonstration: nbdkit with delayed writes and zeroes behind
+    /// The 2019 fast-zero demonstration: nbdkit with delayed writes and zeroes behind
     /// `--zeromode emulate`. A zero becomes a (delayed) WRITE upstream and succeeds; a fast
     /// zero fails with ENOTSUP from nbdtap without reaching the upstream.
     @Test func zeromodeEmulateSeedDemonstration() throws {

@@ -127,7 +127,7 @@ struct NBDKitProxyTests {
         #expect(!log.contains("Violation"))
     }
 
-    /// The seed's command, through the built binary in captive mode.
+    /// The README's fast-zero command and sed pipeline, through the built binary in captive mode.
     @Test func seedPipelineThroughRun() throws {
         let s = try Scratch()
         let sock = try s.nbdkit(["memory", "1M"])

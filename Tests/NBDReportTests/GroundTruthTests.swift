@@ -58,7 +58,7 @@ struct GroundTruthTests {
         }
     }
 
-    /// The seed's pipeline gives the same counts on nbdtap's log as on nbdkit's. Not on
+    /// The README's sed pipeline gives the same counts on nbdtap's log as on nbdkit's. Not on
     /// `oldstyle`: there nbdkit's core rejects a WRITE_ZEROES before its log filter sees it
     /// (nbdkit-debug.log: "invalid request"), so only the wire shows that Zero.
     @Test(arguments: nbdkitSessions.filter { $0 != "oldstyle" })
