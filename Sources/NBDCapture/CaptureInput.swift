@@ -64,24 +64,18 @@ public final class TranscriptStream {
 
     /// The next record, nil at a clean end of the file.
     public func next() throws(Transcript.ParseError) -> Transcript.Record? {
-        var header = [UInt8](repeating: 0, count: 13)
-        let n = fread(&header, 1, 13, file)
+        let headerLength = Transcript.recordHeaderLength
+        var header = allocator.buffer(capacity: headerLength)
+        let n = header.writeWithUnsafeMutableBytes(minimumWritableBytes: headerLength) { fread($0.baseAddress, 1, headerLength, file) }
         if n == 0 && feof(file) != 0 { return nil }
-        guard n == 13 else { throw .truncated(at: offset) }
-        let dir: StreamDirection
-        switch header[0] {
-        case UInt8(ascii: "C"): dir = .clientToServer
-        case UInt8(ascii: "S"): dir = .serverToClient
-        default: throw .badDirection(byte: header[0], at: offset)
-        }
-        let micros = header[1..<9].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        let length = Int(header[9..<13].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        guard n == headerLength else { throw .truncated(at: offset) }
+        let (dir, time, length) = try Transcript.readRecordHeader(&header, at: offset)
         guard length <= Self.maxRecordLength else { throw .truncated(at: offset) }
         var bytes = allocator.buffer(capacity: length)
         let got = bytes.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { fread($0.baseAddress, 1, length, file) }
         guard got == length else { throw .truncated(at: offset) }
-        let record = Transcript.Record(direction: dir, time: micros &* 1000, bytes: bytes)
-        offset += 13 + length
+        let record = Transcript.Record(direction: dir, time: time, bytes: bytes)
+        offset += headerLength + length
         return record
     }
 }

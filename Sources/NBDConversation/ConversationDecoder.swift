@@ -424,7 +424,7 @@ extension ConversationDecoder {
     }
 
     /// The export size negotiated, once transmission started.
-    public var negotiatedExportSize: UInt64? { handshakeFinished && phase != .tls ? exportSize : nil }
+    public var negotiatedExportSize: UInt64? { phase == .transmission ? exportSize : nil }
 
     /// Whether a request with this cookie awaits its final reply.
     public func isInFlight(cookie: UInt64) -> Bool { inFlight[cookie] != nil }

@@ -55,6 +55,8 @@ struct InFlight {
     var dataBytes: UInt64 = 0
     var holeBytes: UInt64 = 0
     var extents: [ContextExtents] = []
+    /// Descriptors in `extents`, against `limits.maxExtentsPerRequest`.
+    var extentCount = 0
 
     init(event: RequestEvent) { self.event = event }
 

@@ -33,17 +33,24 @@ public struct Transcript: Sendable {
         guard b.readBytes(length: 5) == Array("NBDT".utf8) + [1] else { throw .badHeader }
         while b.readableBytes > 0 {
             let at = b.readerIndex
-            guard let dir = b.readInteger(as: UInt8.self), let micros = b.readInteger(as: UInt64.self),
-                  let length = b.readInteger(as: UInt32.self), let bytes = b.readSlice(length: Int(length)) else {
-                throw .truncated(at: at)
-            }
-            let d: StreamDirection
-            switch dir {
-            case UInt8(ascii: "C"): d = .clientToServer
-            case UInt8(ascii: "S"): d = .serverToClient
-            default: throw .badDirection(byte: dir, at: at)
-            }
-            records.append(Record(direction: d, time: micros &* 1000, bytes: bytes))
+            let (d, time, length) = try Self.readRecordHeader(&b, at: at)
+            guard let bytes = b.readSlice(length: length) else { throw .truncated(at: at) }
+            records.append(Record(direction: d, time: time, bytes: bytes))
+        }
+    }
+
+    /// Size of a record's header: direction, u64 microseconds, u32 length.
+    public static let recordHeaderLength = 13
+
+    /// Reads one record's header (the file offset `at` is for errors): its direction, its
+    /// time in nanoseconds and the length of the bytes that follow.
+    public static func readRecordHeader(_ b: inout ByteBuffer, at: Int) throws(ParseError) -> (StreamDirection, UInt64, Int) {
+        guard let dir = b.readInteger(as: UInt8.self), let micros = b.readInteger(as: UInt64.self),
+              let length = b.readInteger(as: UInt32.self) else { throw .truncated(at: at) }
+        switch dir {
+        case UInt8(ascii: "C"): return (.clientToServer, micros &* 1000, Int(length))
+        case UInt8(ascii: "S"): return (.serverToClient, micros &* 1000, Int(length))
+        default: throw .badDirection(byte: dir, at: at)
         }
     }
 

@@ -19,7 +19,8 @@ extension ConversationDecoder {
         let payload = header.payloadLength
         var filter: (effectLength: UInt64, ids: [UInt32])?
         var filterProblem: String?
-        let parsesPayload = header.extended && header.command == .blockStatus && payload > 0 && UInt64(buf.readableBytes) >= payload
+        let blockStatusPayload = header.extended && header.command == .blockStatus && payload > 0
+        let parsesPayload = blockStatusPayload && UInt64(buf.readableBytes) >= payload
         if parsesPayload {
             // NBD_FLAG_BLOCK_STATUS_PAYLOAD: u64 effect length, then u32 context ids.
             var body = try framed(buf.getSlice(at: buf.readerIndex, length: Int(payload)), "block status payload", &buf)
@@ -31,7 +32,7 @@ extension ConversationDecoder {
             } else {
                 filterProblem = "NBD_CMD_BLOCK_STATUS payload of \(payload) bytes is not a u64 effect length and u32 context ids"
             }
-        } else if header.extended && header.command == .blockStatus && payload > 0 {
+        } else if blockStatusPayload {
             filterProblem = "NBD_CMD_BLOCK_STATUS payload of \(payload) bytes exceeds the \(limits.maxOptionData)-byte limit; passed over"
         }
         let event = RequestEvent(id: nextID, header: header, time: time, effectLength: filter?.effectLength, contextFilter: filter?.ids)
@@ -271,11 +272,11 @@ extension ConversationDecoder {
         case .blockStatus(let id, let descriptors), .blockStatusExt(let id, let descriptors):
             if command != .blockStatus { report(.chunkNotValidForCommand, "block status chunk in reply to NBD_CMD_\(command.name)") }
             if metaContexts[id] == nil && negotiationKnown { report(.malformedPayload, "block status for meta context id \(id), which was not negotiated") }
-            let kept = entry.extents.reduce(0) { $0 + $1.descriptors.count }
-            if kept + descriptors.count > limits.maxExtentsPerRequest {
+            if entry.extentCount + descriptors.count > limits.maxExtentsPerRequest {
                 report(.tooLarge, "more than \(limits.maxExtentsPerRequest) block status descriptors for one request; the rest are dropped")
             } else {
                 entry.extents.append(ContextExtents(contextID: id, contextName: metaContexts[id], descriptors: descriptors))
+                entry.extentCount += descriptors.count
             }
         case .error(let error, let message), .errorOffset(let error, let message, _):
             if entry.error == .ok {

@@ -112,7 +112,7 @@ public final class ProxyServer: @unchecked Sendable {
         upstreamSide.partner = clientSide
         // The upstream connection starts once the client's channel is active: reads
         // issued before the child channel is registered would be lost.
-        let overLimit = lock.withLock { sessions.count } > config.maxConnections
+        let overLimit = activeConnections > config.maxConnections
         clientSide.onActive = { [unowned self] in
             if overLimit {
                 session.refuse("nbdtap: too many connections (--max-connections \(self.config.maxConnections))")

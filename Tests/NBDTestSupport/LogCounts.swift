@@ -32,10 +32,9 @@ public func replyCounts(_ log: String) -> [String: Int] {
 
 /// Request counts per action alone (`Write`, `Zero`), for servers whose own record names
 /// the command but not its flags.
-public func actionCounts(_ log: String) -> [String: Int] {
-    var counts: [String: Int] = [:]
-    for (key, n) in requestCounts(log) {
-        counts[String(key.split(separator: " ").first ?? ""), default: 0] += n
-    }
-    return counts
+public func actionCounts(_ log: String) -> [String: Int] { actionsOnly(requestCounts(log)) }
+
+/// Counts keyed `Action flags...` (as `requestCounts` gives them) folded to `Action`.
+public func actionsOnly(_ counts: [String: Int]) -> [String: Int] {
+    counts.reduce(into: [:]) { $0[String($1.key.split(separator: " ").first ?? ""), default: 0] += $1.value }
 }

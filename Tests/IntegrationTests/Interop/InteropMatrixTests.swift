@@ -165,11 +165,6 @@ func lastConnection(_ log: String) -> String {
     return log.split(separator: "\n").filter { $0.contains(" connection=\(last) ") }.joined(separator: "\n")
 }
 
-/// Counts keyed `Action flags...` folded to `Action`.
-func actionsOnly(_ counts: [String: Int]) -> [String: Int] {
-    counts.reduce(into: [:]) { $0[String($1.key.split(separator: " ").first ?? ""), default: 0] += $1.value }
-}
-
 /// nbdtap's request counts per action, less the requests nbdtap answered itself
 /// (`Emulate id=N answered=NBD_CMD_X`), with each emulated WRITE_ZEROES counted as the
 /// WRITEs it became (`zero_as_writes=K`).
