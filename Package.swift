@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "NBDReport", targets: ["NBDReport"]),
         .library(name: "NBDEmulation", targets: ["NBDEmulation"]),
         .library(name: "NBDProxy", targets: ["NBDProxy"]),
+        .library(name: "NBDReplay", targets: ["NBDReplay"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -62,10 +63,19 @@ let package = Package(
             dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "CPcap", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
+        /// Replay: a recorded workload re-driven against any server, its answers compared.
+        .target(
+            name: "NBDReplay",
+            dependencies: [
+                "NBDProtocol", "NBDConversation", "NBDReport", "NBDCapture", "NBDProxy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "nbdtap",
             dependencies: [
-                "NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDCapture", "NBDEmulation",
+                "NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDCapture", "NBDEmulation", "NBDReplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -25,6 +25,9 @@ public final class CaptureSessions {
     public private(set) var numbered: [Int: ConnectionInfo] = [:]
     /// One line per frame that carried NBD bytes, for `--view packets`.
     public var packetLines: Bool
+    /// Sees every NBD connection's bytes and events as they are decoded: how the replayer
+    /// takes its workload from a capture without a second decoder.
+    public var observer: ((SessionObservation) -> Void)?
 
     /// A class, not a struct: the tap inside holds the decoder's tables and the
     /// statistics, which a struct copied in and out of the dictionary would duplicate
@@ -81,6 +84,7 @@ public final class CaptureSessions {
                 s.tap!.stats.record(e)
                 s.tap!.log?.append(e, to: &out)
             }
+            observer?(.gap(connection: s.tap!.connection, direction: d, streamOffset: s.seen[d, default: 0], length: length, events: events))
             s.seen[d, default: 0] += length
             if packetLines { out += "\(frame) \(Timestamp.rfc3339(time)) \(label(s, d)) [\(length) bytes missing from the capture]\n" }
         case .end(let c, let d, _, _, let time):
@@ -92,6 +96,7 @@ public final class CaptureSessions {
             if s.isNBD, !s.tap!.decoder.isFinished(d) {
                 var logText: [UInt8] = []
                 s.tap!.finish(d, at: time, logText: &logText)
+                observer?(.ended(connection: s.tap!.connection, events: s.tap!.events))
                 if !packetLines { out.append(contentsOf: logText) }
                 if s.tap!.decoder.isFinished(d.other) { close(s, time, &out) }
             }
@@ -117,7 +122,15 @@ public final class CaptureSessions {
     func close(_ s: Session, _ time: UInt64, _ out: inout [UInt8]) {
         guard var tap = s.tap else { return }
         var logText: [UInt8] = []
+        if let observer {
+            // Each direction's end on its own, so the observer sees the events of both.
+            for d in [StreamDirection.clientToServer, .serverToClient] where !tap.decoder.isFinished(d) {
+                tap.finish(d, at: time, logText: &logText)
+                observer(.ended(connection: tap.connection, events: tap.events))
+            }
+        }
         tap.close(at: time, logText: &logText)
+        observer?(.closed(connection: tap.connection, time: time))
         if !packetLines { out.append(contentsOf: logText) }
         perConnection.append(tap.connection, tap.stats)
         total.merge(tap.stats)
@@ -154,6 +167,7 @@ public final class CaptureSessions {
             numbered[number] = s.info
             s.tap = ConversationTap(connection: number, logFormat: packetLines ? nil : logFormat,
                                     midSession: !s.info.synSeen)
+            observer?(.started(connection: number, info: s.info))
         }
     }
 
@@ -178,6 +192,7 @@ public final class CaptureSessions {
         let start = s.seen[d, default: 0]
         s.seen[d] = start + UInt64(bytes.readableBytes)
         s.tap!.feed(d, bytes, at: time, logText: &out)
+        observer?(.fed(connection: s.tap!.connection, direction: d, streamOffset: start, bytes: bytes, events: s.tap!.events))
         guard packetLines else { return }
         var parts: [String] = []
         if let (end, what) = s.payloadEnd[d], start < end {
