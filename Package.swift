@@ -93,6 +93,7 @@ let package = Package(
             name: "NBDConversationTests",
             dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .testTarget(name: "NBDReplayTests", dependencies: ["NBDReplay", "NBDProtocol", "NBDConversation", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "NBDCaptureTests", dependencies: ["NBDCapture", "NBDConversation", "NBDReport", "NBDTestSupport", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "NBDReportTests", dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "NBDTestSupport", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(

@@ -60,6 +60,20 @@ public struct TransmissionInfo: Hashable, Sendable {
     /// Whether it started through NBD_OPT_GO (else EXPORT_NAME or oldstyle).
     public var viaGo: Bool
 
+    public init(style: Style = .fixedNewstyle, exportName: String = "", size: UInt64 = 0, flags: TransmissionFlags = [],
+                structuredReplies: Bool = false, extendedHeaders: Bool = false, metaContexts: [UInt32: String] = [:],
+                blockSize: (minimum: UInt32, preferred: UInt32, maximum: UInt32)? = nil, viaGo: Bool = true) {
+        self.style = style
+        self.exportName = exportName
+        self.size = size
+        self.flags = flags
+        self.structuredReplies = structuredReplies
+        self.extendedHeaders = extendedHeaders
+        self.metaContexts = metaContexts
+        self.blockSize = blockSize
+        self.viaGo = viaGo
+    }
+
     public static func == (a: TransmissionInfo, b: TransmissionInfo) -> Bool {
         a.style == b.style && a.exportName == b.exportName && a.size == b.size && a.flags == b.flags
             && a.structuredReplies == b.structuredReplies && a.extendedHeaders == b.extendedHeaders

@@ -31,6 +31,11 @@ public final class RecordingReader {
     /// Connections started since the last `take`, in order.
     var started: [Start] = []
     var lastNumber = 0
+    /// Which recorded connections to replay, by number; nil: all but the upstream legs of
+    /// `nbdtap proxy --pcap` recordings (`isProxyUpstreamLeg`).
+    public var only: Set<Int>?
+    /// Connections left out, with why.
+    public private(set) var leftOut: [(connection: Int, reason: String)] = []
     /// Errors met so far (a damaged file ends that file, the others are still read).
     public private(set) var failures: [Failure] = []
     /// TCP connections that carried no NBD.
@@ -80,7 +85,14 @@ public final class RecordingReader {
         }
         switch o {
         case .started(let n, let info):
-            begin(n, time: info.time, midSession: !info.synSeen)
+            if let only, !only.contains(n) {
+                leftOut.append((n, "not among --connections"))
+            } else if only == nil, Self.isProxyUpstreamLeg(info) {
+                leftOut.append((n, "the upstream leg of an nbdtap proxy --pcap recording (\(info.client) > \(info.server)); "
+                                 + "its client leg is replayed (--connections chooses)"))
+            } else {
+                begin(n, time: info.time, midSession: !info.synSeen)
+            }
         case .fed(let n, let d, let offset, let bytes, let events):
             extractors[n]?.fed(d, at: offset, bytes, events)
         case .gap(let n, let d, let offset, let length, let events):
@@ -90,6 +102,13 @@ public final class RecordingReader {
         case .closed(let n, let time):
             extractors[n]?.closed(at: time)
         }
+    }
+
+    /// `nbdtap proxy --pcap` writes both legs of each connection; over Unix sockets the
+    /// upstream leg gets the stand-in addresses 127.2.0.1 > 127.2.0.2:10809. Replaying it
+    /// as well would send every request twice.
+    public static func isProxyUpstreamLeg(_ info: ConnectionInfo) -> Bool {
+        info.client.address == IPAddress(v4: 127, 2, 0, 1) && info.server.address == IPAddress(v4: 127, 2, 0, 2)
     }
 
     func begin(_ n: Int, time: UInt64, midSession: Bool) {
@@ -142,7 +161,14 @@ public final class RecordingReader {
             }
             let n = t.number
             touch(n)
-            if extractors[n] == nil { begin(n, time: record?.time ?? 0, midSession: false) }
+            if extractors[n] == nil {
+                if let only, !only.contains(n) {
+                    leftOut.append((n, "not among --connections"))
+                    current = nil
+                    return true
+                }
+                begin(n, time: record?.time ?? 0, midSession: false)
+            }
             if let r = record {
                 let offset = t.seen[r.direction, default: 0]
                 t.tap.feed(r.direction, r.bytes, at: r.time, logText: &text)

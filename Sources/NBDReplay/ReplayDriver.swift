@@ -58,6 +58,7 @@ public final class ReplayDriver: @unchecked Sendable {
             r.elapsedNanoseconds = NIODeadline.now().uptimeNanoseconds - startUptime
             r.connections.sort { $0.number < $1.number }
             r.inputProblems = reader.failures.map(\.description)
+            r.leftOut = reader.leftOut.map { "connection \($0.connection): \($0.reason)" }
             return (r, total, perConnection.kept, perConnection.omitted, stopping)
         }.wait()
         if let why = result.4 { throw Stopped(reason: why) }

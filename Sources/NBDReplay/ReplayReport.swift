@@ -49,6 +49,8 @@ public struct ReplayReport: Sendable {
     /// status matched.
     public var matchedStatusOnly = 0
     public var inputProblems: [String] = []
+    /// Recorded connections not replayed on purpose, with why.
+    public var leftOut: [String] = []
     public var elapsedNanoseconds: UInt64 = 0
 
     public init() {}
@@ -89,6 +91,7 @@ public struct ReplayReport: Sendable {
             s += "  \(matchedStatusOnly) of the matches compared status only: the capture lacks some of their recorded data\n"
         }
         for p in inputProblems { s += "input: \(p)\n" }
+        for l in leftOut { s += "left out: \(l)\n" }
         for c in connections {
             if let p = c.problem { s += "connection \(c.number): \(p)\n" }
             for n in c.negotiation { s += "connection \(c.number): negotiation differs: \(n)\n" }
@@ -128,6 +131,7 @@ public struct ReplayReport: Sendable {
         o.double("requests_per_s", requestsPerSecond)
         o.bool("all_matched", allMatched)
         o.strings("input_problems", inputProblems)
+        o.strings("left_out", leftOut)
         var conns: [String] = []
         for c in connections {
             var j = JSONObject()

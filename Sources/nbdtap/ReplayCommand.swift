@@ -36,6 +36,9 @@ struct ReplayCommand: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Extra server ports to treat as NBD (10809 always is).")
     var port: [String] = []
 
+    @Option(name: .long, help: "Replay only these recorded connections, numbered as nbdtap decode numbers them (such as 1,3-4). By default all are, except the upstream legs of an nbdtap proxy --pcap recording.")
+    var connections: String?
+
     @Option(name: .long, help: "Write the report to FILE instead of standard output.")
     var report: String?
 
@@ -50,6 +53,20 @@ struct ReplayCommand: ParsableCommand {
         if let u = upstream, u.tls { throw ValidationError("\(u): TLS upstreams are not supported by replay") }
         _ = try parsedTiming()
         _ = try parsedFill()
+        _ = try parsedConnections()
+    }
+
+    func parsedConnections() throws -> Set<Int>? {
+        guard let connections else { return nil }
+        var out: Set<Int> = []
+        for part in connections.split(separator: ",") {
+            let ends = part.split(separator: "-", maxSplits: 1).map { Int($0) }
+            guard let a = ends.first ?? nil, a > 0, let b = ends.count == 2 ? ends[1] : a, b >= a, b - a < 1_000_000 else {
+                throw ValidationError("--connections \(connections): give numbers and ranges such as 1,3-4")
+            }
+            out.formUnion(a...b)
+        }
+        return out
     }
 
     func parsedTiming() throws -> ReplayConfiguration.Timing {
@@ -87,6 +104,7 @@ struct ReplayCommand: ParsableCommand {
 
     func run() throws {
         let reader = RecordingReader(paths: files, serverPorts: serverPorts)
+        reader.only = try parsedConnections()
         if dryRun {
             try runDry(reader)
             return
@@ -153,6 +171,7 @@ struct ReplayCommand: ParsableCommand {
         }
         out.write(text)
         out.close()
+        for l in reader.leftOut { out.write("conn=\(l.connection) left out: \(l.reason)\n") }
         for f in reader.failures { warn(f.description) }
         if !reader.failures.isEmpty { throw ExitCode(2) }
         if connections == 0 { warn("no NBD connection found"); throw ExitCode(2) }
