@@ -825,6 +825,73 @@ def run_decode_section(args, nbdtap):
 # ---------------------------------------------------------------------------------------
 # Section 3: micro-benchmarks (the Benchmarks/ package, ordo-one/benchmark).
 
+def run_replay_section(args, nbdtap):
+    """`nbdtap replay --timing fast` of the decode section's small-request capture (fio 4 KiB
+    randrw, recorded at a capped rate) against a fresh nbdkit memory on a Unix socket: the
+    replay's request rate beside the rate the recording client reached (from the replay
+    report's own first-to-last request times), its wall time and peak RSS."""
+    tmp = make_temp("nbdtap-bench-replay-")
+    small_n = args.decode_small_requests
+
+    def small_workload(uri, attempt):
+        jf = os.path.join(tmp, "capture-fio.json")
+        rate = [4000, 2000, 1000][attempt]
+        argv = ["fio", "--name=capture", "--ioengine=nbd", f"--uri={uri}", "--rw=randrw", "--bs=4k", "--iodepth=8",
+                f"--rate_iops={rate}", f"--io_size={small_n * 4096}", "--size=256M", "--output-format=json",
+                f"--output={jf}"]
+        rc, _, _ = PROCS.run("fio", argv, stderr=os.path.join(tmp, "capture-fio.err"), timeout=900)
+        if rc != 0:
+            raise RuntimeError(f"fio: {tail(os.path.join(tmp, 'capture-fio.err'))}")
+        with open(jf) as f:
+            job = json.load(f)["jobs"][0]
+        ios = job["read"]["total_ios"] + job["write"]["total_ios"]
+        return {"what": f"fio 4 KiB randrw iodepth 8, {ios} I/Os, at most {rate} IOPS each way", "fio_ios": ios}
+
+    pcap, meta = capture(args, f"small-{small_n}", 256 * MiB, small_workload, tmp)
+    with open(pcap, "rb") as f:
+        while f.read(8 * MiB):
+            pass
+    runs = []
+    for r in range(args.decode_rounds):
+        sock = os.path.join(tmp, f"up{r}.sock")
+        server = PROCS.start("nbdkit-replay", ["nbdkit", "-f", "--exit-with-parent", "-U", sock, "memory", str(256 * MiB)],
+                             stderr=os.path.join(tmp, "server.err"))
+        try:
+            wait_unix(sock, server)
+            rep = os.path.join(tmp, "report.json")
+            errf = os.path.join(tmp, "replay.err")
+            rc, wall, ru = PROCS.run("nbdtap-replay", [nbdtap, "replay", pcap, "--upstream", unix_uri(sock), "--allow-writes",
+                                                        "--timing", "fast", "--report", rep, "--report-format", "json"],
+                                     stderr=errf, timeout=1800)
+        finally:
+            PROCS.stop(server)
+        try:
+            with open(rep) as f:
+                j = json.load(f)
+        except (OSError, ValueError):
+            raise RuntimeError(f"replay failed (exit {rc}): {tail(errf)}")
+        runs.append({"exit": rc, "wall_s": wall, "peak_rss_kib": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime,
+                     "sent": j["sent"], "matched": j["matched"], "differed": j["differed"], "not_sent": j["not_sent"],
+                     "replay_rps": j["requests_per_s"], "recorded_rps": j["recorded_requests_per_s"],
+                     "recorded_requests": j["recorded_requests"], "recorded_span_s": j["recorded_span_s"]})
+        log(f"replay: round {r + 1}: {j['sent']} requests in {wall:.2f} s ({j['requests_per_s']:.0f}/s; "
+            f"recorded {j['recorded_requests_per_s']:.0f}/s), {j['differed']} differed, exit {rc}")
+    med = lambda k: median([x[k] for x in runs])
+    rows = [[f"{meta['workload']['what']} ({meta['bytes'] / 1e6:.0f} MB, {meta['packets']:,} pkts)",
+             f"{runs[0]['recorded_requests']:,} in {runs[0]['recorded_span_s']:.1f} s", fmt(runs[0]["recorded_rps"], 0),
+             f"{fmt(med('wall_s'), 2)} ({fmt(min(x['wall_s'] for x in runs), 2)}–{fmt(max(x['wall_s'] for x in runs), 2)})",
+             fmt(med("replay_rps"), 0), fmt(med("replay_rps") / max(runs[0]["recorded_rps"], 1), 1),
+             fmt(med("cpu_s"), 2), fmt(med("peak_rss_kib") / 1024, 1),
+             f"{runs[0]['matched']:,} / {runs[0]['differed']} / {runs[0]['not_sent']}"]]
+    table = md_table(["capture", "recorded requests", "recorded req/s", "replay wall s, median (min–max)", "replay req/s",
+                      "× recorded", "nbdtap CPU s", "peak RSS MiB", "matched / differed / not sent"], rows)
+    notes = [f"{args.decode_rounds} rounds against a fresh nbdkit memory 256M on a Unix socket each; "
+             "`nbdtap replay F.pcap --upstream nbd+unix:///?socket=S --allow-writes --timing fast`; the recorded "
+             "rate is the capture's requests over its first-to-last request time (the client was capped so that "
+             "tcpdump kept up)."]
+    return {"table": table, "notes": notes, "runs": runs, "capture": meta}
+
+
 def run_micro_section(args):
     pkg = os.path.join(ROOT, "Benchmarks")
     out_dir = make_temp("nbdtap-bench-micro-")
@@ -902,7 +969,7 @@ def environment_info():
 def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2 rounds, 256 MiB copies, 2 s fio runs, small captures, no micro-benchmarks")
-    ap.add_argument("--only", help="comma-separated sections: proxy, decode, micro")
+    ap.add_argument("--only", help="comma-separated sections: proxy, decode, replay, micro")
     ap.add_argument("--rounds", type=int, help="rounds of the proxy section (default 5, --quick 2)")
     ap.add_argument("--nbdtap", help="measure this nbdtap binary instead of building one")
     ap.add_argument("--paths", help="proxy section: only these paths (direct,tap,tap-log,tap-pcap,nbdkit-nbd,qemu-nbd)")
@@ -913,7 +980,7 @@ def main():
 
     # --quick leaves out the micro-benchmarks (building ordo-one/benchmark alone takes about
     # three minutes on a fresh clone); `--quick --only micro` still runs them.
-    sections = ["proxy", "decode"] if args.quick and not args.only else ["proxy", "decode", "micro"]
+    sections = ["proxy", "decode", "replay"] if args.quick and not args.only else ["proxy", "decode", "replay", "micro"]
     if args.only:
         only = [s.strip() for s in args.only.split(",") if s.strip()]
         bad = [s for s in only if s not in sections]
@@ -930,7 +997,8 @@ def main():
 
     for tool in ["nbdkit", "nbdcopy", "fio", "qemu-nbd", "tshark", "tcpdump"]:
         if shutil.which(tool) is None and (tool in ("nbdkit", "nbdcopy", "fio", "qemu-nbd") and "proxy" in sections
-                                           or tool in ("tshark", "tcpdump", "nbdkit") and "decode" in sections):
+                                           or tool in ("tshark", "tcpdump", "nbdkit") and "decode" in sections
+                                           or tool in ("tcpdump", "nbdkit", "fio") and "replay" in sections):
             raise SystemExit(f"bench: {tool} not found (bash scripts/setup installs the peers)")
 
     atexit.register(cleanup)
@@ -939,18 +1007,21 @@ def main():
 
     t0 = time.monotonic()
     env = environment_info()
-    nbdtap = build_nbdtap(args) if ("proxy" in sections or "decode" in sections) else None
+    nbdtap = build_nbdtap(args) if ("proxy" in sections or "decode" in sections or "replay" in sections) else None
     out = {"mode": "quick" if q else "full", "environment": env, "sections": {}}
     if "proxy" in sections:
         out["sections"]["proxy"] = run_proxy_section(args, nbdtap)
     if "decode" in sections:
         out["sections"]["decode"] = run_decode_section(args, nbdtap)
+    if "replay" in sections:
+        out["sections"]["replay"] = run_replay_section(args, nbdtap)
     if "micro" in sections:
         out["sections"]["micro"] = run_micro_section(args)
     out["wall_s"] = time.monotonic() - t0
 
     titles = {"proxy": "Proxy overhead (nbdkit memory upstream, Unix sockets)",
               "decode": "Offline decoding of loopback captures",
+              "replay": "Replaying the small-request capture",
               "micro": "Conversation decoder micro-benchmarks (in memory)"}
     md = [f"# nbdtap benchmark ({out['mode']}, {env['date']})", "",
           f"Commit {env['commit']}; {env['cpus']} CPUs ({env['cpu_model']}), Linux {env['kernel']}; "
@@ -978,11 +1049,11 @@ def main():
             f.write(text)
         with open(os.path.join(RESULTS, stamp + ".json"), "w") as f:
             json.dump(out, f, indent=1, default=str)
-        if sections == ["proxy", "decode", "micro"]:
+        if sections == ["proxy", "decode", "replay", "micro"]:
             with open(os.path.join(RESULTS, "latest.md"), "w") as f:
                 f.write(text)
         log(f"results: bench/results/{stamp}.md and .json" +
-            (" (and latest.md)" if sections == ["proxy", "decode", "micro"] else ""))
+            (" (and latest.md)" if sections == ["proxy", "decode", "replay", "micro"] else ""))
     log(f"total wall time {out['wall_s']:.0f} s")
 
 

@@ -23,7 +23,7 @@ public struct ReplayConfiguration: Sendable {
     /// Recorded items (bytes of WRITE data, plus a little for each request) read ahead of
     /// the replay, at most: reading the capture pauses beyond this, so memory is bounded
     /// by what is in flight, not by the capture's size.
-    public var maxQueuedBytes = 128 << 20
+    public var maxQueuedBytes = 16 << 20
 
     public init(upstream: NBDURI) { self.upstream = upstream }
 }

@@ -21,6 +21,8 @@ public final class ReplayDriver: @unchecked Sendable {
     var readingScheduled = false
     var queuedBytes = 0
     var firstRecordedTime: UInt64?
+    var firstRequestTime: UInt64 = .max
+    var lastRequestTime: UInt64 = 0
     var startUptime: UInt64 = 0
     var stopping: String?
     var report = ReplayReport()
@@ -57,6 +59,7 @@ public final class ReplayDriver: @unchecked Sendable {
             var r = report
             r.elapsedNanoseconds = NIODeadline.now().uptimeNanoseconds - startUptime
             r.connections.sort { $0.number < $1.number }
+            if lastRequestTime > firstRequestTime { r.recordedSpanNanoseconds = lastRequestTime - firstRequestTime }
             r.inputProblems = reader.failures.map(\.description)
             r.leftOut = reader.leftOut.map { "connection \($0.connection): \($0.reason)" }
             return (r, total, perConnection.kept, perConnection.omitted, stopping)
@@ -88,6 +91,11 @@ public final class ReplayDriver: @unchecked Sendable {
                 // The recorded client was done once it sent NBD_CMD_DISC (its server may close
                 // a little later, after the next connection has begun).
                 if items.contains(where: Self.endsClient) { endedInRecording.insert(n) }
+                for case .request(let r) in items {
+                    report.recordedRequests += 1
+                    firstRequestTime = min(firstRequestTime, r.time)
+                    lastRequestTime = max(lastRequestTime, r.time)
+                }
                 c.enqueue(items)
                 start(c)
             }

@@ -52,6 +52,14 @@ public struct ReplayReport: Sendable {
     /// Recorded connections not replayed on purpose, with why.
     public var leftOut: [String] = []
     public var elapsedNanoseconds: UInt64 = 0
+    /// The recording's own pace: its requests and the capture time from the first to the
+    /// last, for comparing the replay's rate with the recorded client's.
+    public var recordedRequests = 0
+    public var recordedSpanNanoseconds: UInt64 = 0
+
+    public var recordedRequestsPerSecond: Double {
+        recordedSpanNanoseconds == 0 ? 0 : Double(recordedRequests) / (Double(recordedSpanNanoseconds) / 1e9)
+    }
 
     public init() {}
 
@@ -87,6 +95,9 @@ public struct ReplayReport: Sendable {
         var s = "replay: \(connections.count) connection\(connections.count == 1 ? "" : "s"), \(sent) requests sent: "
             + "\(matched) matched, \(differed) differed, \(skippedCount) not sent, \(notCompared) not compared"
             + " (\(String(format1(Double(elapsedNanoseconds) / 1e9))) s, \(Int(requestsPerSecond.rounded())) requests/s)\n"
+        if recordedRequests > 0 {
+            s += "  the recording: \(recordedRequests) requests over \(format1(Double(recordedSpanNanoseconds) / 1e9)) s (\(Int(recordedRequestsPerSecond.rounded())) requests/s)\n"
+        }
         if matchedStatusOnly > 0 {
             s += "  \(matchedStatusOnly) of the matches compared status only: the capture lacks some of their recorded data\n"
         }
@@ -129,6 +140,9 @@ public struct ReplayReport: Sendable {
         o.number("matched_status_only", matchedStatusOnly)
         o.double("elapsed_s", Double(elapsedNanoseconds) / 1e9)
         o.double("requests_per_s", requestsPerSecond)
+        o.number("recorded_requests", recordedRequests)
+        o.double("recorded_span_s", Double(recordedSpanNanoseconds) / 1e9)
+        o.double("recorded_requests_per_s", recordedRequestsPerSecond)
         o.bool("all_matched", allMatched)
         o.strings("input_problems", inputProblems)
         o.strings("left_out", leftOut)
