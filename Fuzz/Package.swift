@@ -37,6 +37,11 @@ let package = Package(
             "FuzzSupport", .product(name: "NBDConversation", package: "nbdtap"), .product(name: "NBDEmulation", package: "nbdtap"),
             .product(name: "NBDProtocol", package: "nbdtap"), .product(name: "NIOCore", package: "swift-nio"),
         ], path: "Sources/FuzzPolicy"),
+        .executableTarget(name: "FuzzReplay", dependencies: [
+            "FuzzSupport", .product(name: "NBDReplay", package: "nbdtap"), .product(name: "NBDConversation", package: "nbdtap"),
+            .product(name: "NBDReport", package: "nbdtap"), .product(name: "NBDProtocol", package: "nbdtap"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "Sources/FuzzReplay"),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -46,6 +46,7 @@ for nbdt in sorted(glob.glob(os.path.join(CAPTURES, "*", "*.nbdt"))):
         put("FuzzConversation", seed)
         put("FuzzPolicy", seed)
         put("FuzzRelay", seed)
+        put("FuzzReplay", seed)
     put("FuzzTranscript", open(nbdt, "rb").read()[:MAX])
 for pcap in sorted(glob.glob(os.path.join(CAPTURES, "*", "*.pcap"))):
     put("FuzzPcap", open(pcap, "rb").read()[:MAX])

@@ -30,7 +30,15 @@ struct ReadAssembler {
     /// Why the data cannot be compared, once known.
     var problem: String?
 
-    init(length: UInt64) { self.length = length }
+    /// READs longer than this are compared by status only: servers refuse more than
+    /// 32 MiB anyway, and a bound keeps a crafted capture (a hole of 4 GiB in a READ of
+    /// 2^63 bytes, many times) from costing minutes of hashing zeroes.
+    static let maxLength: UInt64 = 64 << 20
+
+    init(length: UInt64) {
+        self.length = length
+        if length > Self.maxLength { problem = "a READ of \(length) bytes is compared by status only (more than \(Self.maxLength))" }
+    }
 
     mutating func add(_ piece: Piece, at position: UInt64) {
         guard problem == nil, piece.length > 0 else { return }

@@ -236,9 +236,9 @@ final class ReplayConnection: @unchecked Sendable {
             negotiator = n
             switch step {
             case .send(let bytes):
-                if bytes.readableBytes > 0 { send(bytes, nil) ; channel?.flush() }
-                if n.aborted { closeAfterWrites() }
-            case .finished:
+                if bytes.readableBytes > 0 { send(bytes, nil); channel?.flush() }
+            case .finished(let bytes):
+                if bytes.readableBytes > 0 { send(bytes, nil) }
                 if let r = recordedNegotiation {
                     let (d, notes) = NegotiationComparison.differences(recorded: r, replayed: nil, options: n.results)
                     report.negotiation += d

@@ -27,9 +27,10 @@ public struct ReplayNegotiator {
     public enum Step {
         /// Bytes to send (possibly none); keep feeding events.
         case send(ByteBuffer)
-        /// The recorded session never reached transmission and neither does the replay:
-        /// close the connection.
-        case finished
+        /// Nothing more to negotiate and no transmission coming (the recorded session ended
+        /// in negotiation, an ABORT was sent, or the upstream refused the export): send
+        /// these last bytes, then close.
+        case finished(ByteBuffer)
     }
 
     public private(set) var plan: [PlannedOption]
@@ -164,15 +165,16 @@ public struct ReplayNegotiator {
                 // No option reply: the server's answer starts transmission.
                 return .send(out)
             case .abort:
-                return out.readableBytes > 0 ? .send(out) : .finished
+                // Its ACK is waited for (the server may also just close): the replay
+                // compares it with the recorded one, then the plan is over.
+                waitingFor = i
+                next = plan.count
+                return .send(out)
             case .list, .peekExport, .startTLS, .info, .go, .structuredReply, .listMetaContext, .setMetaContext, .extendedHeaders, .unknown:
                 waitingFor = i
                 return .send(out)
             }
         }
-        return out.readableBytes > 0 ? .send(out) : .finished
+        return .finished(out)
     }
-
-    /// Whether an ABORT was the last thing sent: the connection can close once it is out.
-    public var aborted: Bool { results.last?.option == .abort }
 }

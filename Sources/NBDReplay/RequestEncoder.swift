@@ -22,6 +22,9 @@ public enum RequestEncoder {
         switch r.header.command {
         case .write:
             var data = r.payload ?? allocator.buffer(capacity: 0)
+            if r.payload == nil && r.header.length > WorkloadExtractor.maxWritePayload {
+                return .skip("its \(r.header.length) data bytes are more than the \(WorkloadExtractor.maxWritePayload) a replay holds")
+            }
             if !r.missing.isEmpty {
                 guard let fill, !fill.isEmpty else {
                     return .skip("\(r.missingBytes) of its \(r.header.length) data bytes are not in the capture (--fill-missing PATTERN sends a pattern instead)")
