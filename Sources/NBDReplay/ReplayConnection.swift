@@ -228,7 +228,8 @@ final class ReplayConnection: @unchecked Sendable {
         case .completed(let c):
             let outcome = tracker.completed(c)
             if let id = inFlight.removeValue(forKey: c.request.cookie) { replayedOutcome(id, outcome) }
-        default:
+        case .serverGreeting, .clientFlags, .option, .optionReply, .exportNameReply, .request, .simpleReply, .replyChunk,
+             .payload, .tlsStarted, .opaque, .violation, .compliance, .gap, .skipped, .closed:
             break
         }
         if phase == .negotiating, var n = negotiator {

@@ -34,17 +34,16 @@ struct ReplyTracker {
             switch e.kind {
             case .payload(let cookie, let span):
                 guard let p = byCookie[cookie], case .read = p.command else { break }
-                switch last {
-                case .simpleReply?:
+                // The message just before says where in the READ this data goes.
+                if case .simpleReply? = last {
                     slicer.add(span, (p.id, 0))
-                case .replyChunk(_, .offsetData(let offset, _))?:
+                } else if case .replyChunk(_, .offsetData(let offset, _))? = last {
                     slicer.add(span, (p.id, offset &- p.offset))
-                default:
-                    break
                 }
             case .replyChunk(let h, .offsetHole(let offset, let length)):
                 if let p = byCookie[h.cookie] { assemblers[p.id]?.add(.zeros(UInt64(length)), at: offset &- p.offset) }
-            default:
+            case .serverGreeting, .clientFlags, .option, .optionReply, .exportNameReply, .transmissionStarted, .request,
+                 .simpleReply, .replyChunk, .completed, .tlsStarted, .opaque, .violation, .compliance, .gap, .skipped, .closed:
                 break
             }
             last = e.kind
