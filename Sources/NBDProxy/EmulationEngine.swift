@@ -127,7 +127,8 @@ final class EmulationEngine {
                 }
             case .violation(let v) where v.fatal:
                 out.close = "client broke the protocol: \(v.reason)"
-            default:
+            case .serverGreeting, .clientFlags, .optionReply, .exportNameReply, .transmissionStarted, .simpleReply, .replyChunk,
+                 .payload, .completed, .tlsStarted, .opaque, .violation, .compliance, .gap, .skipped, .closed:
                 break
             }
         }
@@ -233,7 +234,8 @@ final class EmulationEngine {
                                          ("shown_eflags", "0x" + String(shown.rawValue, radix: 16))])
             case .violation(let v) where v.fatal:
                 out.close = "server broke the protocol: \(v.reason)"
-            default:
+            case .clientFlags, .option, .request, .simpleReply, .replyChunk, .payload, .completed, .tlsStarted, .opaque,
+                 .violation, .compliance, .gap, .skipped, .closed:
                 break
             }
         }
