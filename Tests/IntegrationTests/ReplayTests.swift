@@ -298,4 +298,53 @@ struct ReplayTests {
         #expect(!decoded.isEmpty)
         #expect(replayed == decoded, "\(s.contents("replay.log"))")
     }
+
+    /// The client leg of the chain capture (nbdsh, then qemu-nbd 7.2 in front of nbdkit's
+    /// nozero filter) replayed into a fresh chain of the same kind: qemu-nbd's trace shows
+    /// the recorded requests, and nbdkit's log what qemu-nbd made of them in the recording.
+    @Test func chainCaptureReplaysIntoAChain() throws {
+        try Peers.require("qemu-nbd")
+        let s = try Scratch()
+        let up = try s.nbdkit(["--filter=nozero", "memory", "1M", "zeromode=plugin", "fastzeromode=slow"])
+        let sock = s.path("qemu.sock")
+        let trace = s.path("qemu-nbd.trace")
+        try s.start("qemu-nbd", ["-k", sock, "--trace", "nbd_co_receive_request_decode_type,file=\(trace)", "-f", "raw", unixURI(up)], name: "qemu-nbd")
+        try s.waitFor(sock)
+        let (r, report) = try replay(s, [Self.capture("fast-zero-chain", "session-client.nbdt")], upstream: unixURI(sock), ["--allow-writes"])
+        #expect(r.status == 0, "\(r.output)\n\(report)")
+        let dir = repoRoot.appendingPathComponent("Captures/fast-zero-chain").path
+        let recordedTrace = try String(contentsOfFile: dir + "/qemu-nbd-trace.log", encoding: .utf8)
+        #expect(!qemuDecodeTypeCounts(recordedTrace).isEmpty)
+        #expect(qemuDecodeTypeCounts(s.contents("qemu-nbd.trace")) == qemuDecodeTypeCounts(recordedTrace))
+        let recordedLog = try String(contentsOfFile: dir + "/nbdkit.log", encoding: .utf8)
+        #expect(requestCounts(s.contents("nbdkit.log")) == requestCounts(recordedLog), "\(s.contents("nbdkit.log"))")
+    }
+
+    /// `--timing scale=N` never sends a request before N times its recorded gap after the
+    /// one before it: each gap in the replayed log (send times) is at least that. A lower
+    /// bound the scheduler guarantees, not a measure of speed.
+    @Test func scaledTimingKeepsTheRecordedGaps() throws {
+        let s = try Scratch()
+        let sock = try s.nbdkit(["memory", "1M"])
+        let (r, _) = try replay(s, [Self.capture("nbdsh-all-simple")], upstream: unixURI(sock),
+                                ["--allow-writes", "--timing", "scale=3", "--log", s.path("replay.log")])
+        #expect(r.status == 0, "\(r.output)")
+        _ = try s.run(nbdtapBinary, ["decode", Self.capture("nbdsh-all-simple"), "--log", s.path("decoded.log")])
+        /// Microseconds of the day of each request line (`2026-12-02 01:06:14.429550 ... id=N ... ...`).
+        func sendTimes(_ log: String) -> [Int64] {
+            log.split(separator: "\n").filter { $0.contains(" id=") && $0.hasSuffix(" ...") }.map { line in
+                let t = line.split(separator: " ")[1].split(separator: ":")
+                let sec = t[2].split(separator: ".")
+                return ((Int64(t[0])! * 60 + Int64(t[1])!) * 60 + Int64(sec[0])!) * 1_000_000 + Int64(sec[1])!
+            }
+        }
+        let recorded = sendTimes(s.contents("decoded.log")), replayed = sendTimes(s.contents("replay.log"))
+        try #require(recorded.count == replayed.count && recorded.count > 2, "\(s.contents("replay.log"))")
+        for i in 1..<recorded.count {
+            let want = 3 * (recorded[i] - recorded[i - 1]), got = replayed[i] - replayed[i - 1]
+            // 200 us of slack: the pace is kept on the monotonic clock, the log's times are read
+            // from the wall clock a little later, after the request is framed.
+            #expect(got + 200 >= want, "request \(i + 1): \(got) us after the one before, recorded gap x3 is \(want) us")
+        }
+    }
 }
