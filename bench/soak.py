@@ -98,9 +98,10 @@ def libnbd_worker(uri, index, end, acked):
         del h  # libnbd 1.14's Python handle closes when released
 
 
-def run_command(name, cmd, end, pause):
+def run_command(name, cmd, end, pause, cwd=None):
     while time.time() < end:
-        r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+        # cwd: fio writes its verify state file (local-*-verify.state) where it runs.
+        r = subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=cwd)
         count(f"{name} runs")
         if r.returncode != 0:
             count(f"{name} failures (upstream restarts)")
@@ -165,7 +166,7 @@ def main():
     threads = [threading.Thread(target=libnbd_worker, args=(uri, i, end, acked)) for i in range(8)]
     threads += [
         threading.Thread(target=run_command, args=("fio", f"fio --name=s --ioengine=nbd --uri='{uri}' --rw=randwrite --bs=4k "
-                         f"--offset=16M --size=16M --iodepth=8 --verify=crc32c --do_verify=1 --verify_fatal=1 --output=/dev/null", end, 2)),
+                         f"--offset=16M --size=16M --iodepth=8 --verify=crc32c --do_verify=1 --verify_fatal=1 --output=/dev/null", end, 2, d)),
         # nbdcopy and qemu-img both write the same 8 MiB at 0; qemu-img compare reads that
         # window back (a raw node with offset and size over the NBD export).
         threading.Thread(target=run_command, args=("nbdcopy", f"nbdcopy {src} '{uri}'", end, 2)),

@@ -137,6 +137,21 @@ public struct CompletedRequest: Hashable, Sendable {
     public var extents: [ContextExtents]
 
     public var latencyNanoseconds: UInt64 { replyTime >= requestTime ? replyTime - requestTime : 0 }
+
+    public init(id: UInt64, request: RequestHeader, requestTime: UInt64, replyTime: UInt64, outcome: Outcome, error: ErrorValue,
+                errorMessage: String?, chunks: Int, dataBytes: UInt64, holeBytes: UInt64, extents: [ContextExtents]) {
+        self.id = id
+        self.request = request
+        self.requestTime = requestTime
+        self.replyTime = replyTime
+        self.outcome = outcome
+        self.error = error
+        self.errorMessage = errorMessage
+        self.chunks = chunks
+        self.dataBytes = dataBytes
+        self.holeBytes = holeBytes
+        self.extents = extents
+    }
 }
 
 /// One block status chunk's extents, with the context's name when it was negotiated.

@@ -53,7 +53,9 @@ struct ReplyTracker {
     /// Step 2: server bytes starting at stream offset `at`.
     mutating func slice(_ bytes: ByteBuffer, at offset: UInt64) {
         slicer.slice(bytes, at: offset) { tag, inSpan, part in
-            assemblers[tag.id]?.add(.data(part), at: tag.position + inSpan)
+            // Wrapping: a chunk offset before the request's wraps `position`, which the
+            // assembler then refuses as outside the request.
+            assemblers[tag.id]?.add(.data(part), at: tag.position &+ inSpan)
         }
     }
 

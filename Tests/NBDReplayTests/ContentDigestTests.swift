@@ -1,3 +1,5 @@
+import NBDConversation
+import NBDProtocol
 import NIOCore
 import Testing
 @testable import NBDReplay
@@ -63,5 +65,29 @@ import Testing
         b.add(.data(ByteBuffer(bytes: bytes(4096))), at: 0)
         guard case .unknown(let why) = b.summary else { Issue.record("half a reply accepted"); return }
         #expect(why.contains("4096 of 8192"))
+    }
+}
+
+/// Found by FuzzReplay: an OFFSET_DATA chunk whose offset lies before its READ's offset,
+/// 10 bytes before, with its data in two pieces, overflowed adding the second piece's position (a trap).
+/// The data is refused as outside the request instead.
+@Suite struct ReplyTrackerTests {
+    @Test func chunkBeforeTheRequestIsRefusedNotATrap() {
+        var t = ReplyTracker()
+        let read = RequestEvent(id: 1, header: RequestHeader(flags: [], command: .read, cookie: 9, offset: 1000, length: 64), time: 0)
+        t.request(read)
+        let chunk = ReplyChunkHeader(flags: .done, type: .offsetData, cookie: 9, length: 8 + 64)
+        t.announce([
+            ConversationEvent(direction: .serverToClient, streamOffset: 0, time: 0, kind: .replyChunk(chunk, .offsetData(offset: 990, dataLength: 64))),
+            ConversationEvent(direction: .serverToClient, streamOffset: 20, time: 0,
+                              kind: .payload(cookie: 9, span: StreamSpan(direction: .serverToClient, offset: 20, length: 64))),
+        ])
+        let data = ByteBuffer(bytes: [UInt8](repeating: 1, count: 84))
+        t.slice(data.getSlice(at: 0, length: 40)!, at: 0)
+        t.slice(data.getSlice(at: 40, length: 44)!, at: 40)
+        let done = CompletedRequest(id: 1, request: read.header, requestTime: 0, replyTime: 0, outcome: .replied, error: .ok,
+                                    errorMessage: nil, chunks: 1, dataBytes: 64, holeBytes: 0, extents: [])
+        guard case .unknown(let why)? = t.completed(done).data else { Issue.record("data outside the request accepted"); return }
+        #expect(why.contains("outside"))
     }
 }
