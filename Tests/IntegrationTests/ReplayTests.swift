@@ -347,4 +347,46 @@ struct ReplayTests {
             #expect(got + 200 >= want, "request \(i + 1): \(got) us after the one before, recorded gap x3 is \(want) us")
         }
     }
+
+    /// Requests in flight at most, per connection, in an nbdkit-format log: a request is in
+    /// flight from its `Action id=N ... ...` line to its `...Action id=N return=` line.
+    static func maxInFlight(_ log: String) -> [Int: Int] {
+        var open: [Int: Set<String>] = [:], most: [Int: Int] = [:]
+        for line in log.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count > 4, f[2].hasPrefix("connection="), let c = Int(f[2].dropFirst(11)), f[4].hasPrefix("id=") else { continue }
+            if f[3].hasPrefix("...") {
+                open[c, default: []].remove(String(f[4]))
+            } else if line.hasSuffix(" ...") {
+                open[c, default: []].insert(String(f[4]))
+                most[c] = max(most[c] ?? 0, open[c]!.count)
+            }
+        }
+        return most
+    }
+
+    /// nbdcopy's four pipelined connections: the replay keeps each connection's queue depth
+    /// within the recorded one (and does pipeline), and its statistics count what it sent.
+    @Test func queueDepthStaysWithinTheRecordedOne() throws {
+        let s = try Scratch()
+        let sock = try s.nbdkit(["memory", "512M"])
+        let (r, report) = try replay(s, [Self.capture("nbdcopy-multiconn")], upstream: unixURI(sock),
+                                     ["--allow-writes", "--log", s.path("replay.log"), "--stats", s.path("stats.json"), "--stats-format", "json"])
+        #expect(r.status == 0, "\(r.output)\n\(report)")
+        let expected = try String(contentsOfFile: repoRoot.appendingPathComponent("Captures/nbdcopy-multiconn/expected.log").path, encoding: .utf8)
+        let recorded = Self.maxInFlight(expected), replayed = Self.maxInFlight(s.contents("replay.log"))
+        #expect(recorded.count == 4 && recorded.values.contains { $0 > 1 }, "\(recorded)")
+        #expect(Set(replayed.keys) == Set(recorded.keys))
+        for (c, n) in replayed { #expect(n <= recorded[c]!, "connection \(c): \(n) in flight, recorded \(recorded[c]!)") }
+        #expect(replayed.values.contains { $0 > 1 }, "\(replayed)")
+        // The statistics of the replay against those of the recording (`decode`'s, which
+        // other tests hold against nbdkit's own log), NBD_CMD_DISC included in both.
+        _ = try s.run(nbdtapBinary, ["decode", Self.capture("nbdcopy-multiconn"), "--log", "/dev/null", "--stats", s.path("recorded.json"), "--stats-format", "json"])
+        func requests(_ file: String) throws -> Int? {
+            let j = try #require(try JSONSerialization.jsonObject(with: Data(s.contents(file).utf8)) as? [String: Any], "\(s.contents(file))")
+            return ((j["total"] as? [String: Any]) ?? j)["requests"] as? Int
+        }
+        #expect(try requests("stats.json") != nil)
+        #expect(try requests("stats.json") == requests("recorded.json"))
+    }
 }
