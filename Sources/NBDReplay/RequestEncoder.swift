@@ -33,13 +33,7 @@ public enum RequestEncoder {
                     data = allocator.buffer(capacity: Int(r.header.length))
                     data.writeRepeatingByte(0, count: Int(r.header.length))
                 }
-                for range in r.missing {
-                    var i = range.lowerBound
-                    while i < range.upperBound {
-                        data.setInteger(fill[Int(i % UInt64(fill.count))], at: data.readerIndex + Int(i))
-                        i += 1
-                    }
-                }
+                fillPattern(&data, r.missing, fill)
             }
             payload = data
             header.length = UInt64(data.readableBytes)
@@ -77,5 +71,26 @@ public enum RequestEncoder {
         var bytes = allocator.buffer(capacity: header.wireLength)
         header.write(to: &bytes)
         return .send(header: bytes, payload: payload)
+    }
+
+    /// Writes the pattern over the missing ranges, byte i of the data getting
+    /// `fill[i % fill.count]`, a tile at a time (a missing range can be 64 MiB).
+    static func fillPattern(_ data: inout ByteBuffer, _ missing: [Range<UInt64>], _ fill: [UInt8]) {
+        let n = fill.count
+        let tile = (0..<(n + 4096)).map { fill[$0 % n] }
+        data.withUnsafeMutableReadableBytes { raw in
+            tile.withUnsafeBytes { t in
+                for range in missing {
+                    var i = Int(range.lowerBound)
+                    let end = min(Int(range.upperBound), raw.count)
+                    while i < end {
+                        let phase = i % n
+                        let len = min(4096, end - i)
+                        raw.baseAddress!.advanced(by: i).copyMemory(from: t.baseAddress!.advanced(by: phase), byteCount: len)
+                        i += len
+                    }
+                }
+            }
+        }
     }
 }
