@@ -684,6 +684,26 @@ def transcripts_for(pcap, meta, tmp):
     return (sorted(files, key=key) if conv["exit"] in (0, 2) else []), conv
 
 
+def small_fio_workload(tmp, small_n):
+    """The small-request capture's client: fio 4 KiB randrw at iodepth 8, rate-capped (more
+    slowly on each retry) so that tcpdump keeps up."""
+    def small_workload(uri, attempt):
+        jf = os.path.join(tmp, "capture-fio.json")
+        rate = [4000, 2000, 1000][attempt]   # per direction: reads + writes at most twice this
+        argv = ["fio", "--name=capture", "--ioengine=nbd", f"--uri={uri}", "--rw=randrw", "--bs=4k", "--iodepth=8",
+                f"--rate_iops={rate}", f"--io_size={small_n * 4096}", "--size=256M", "--output-format=json",
+                f"--output={jf}"]
+        rc, _, _ = PROCS.run("fio", argv, stderr=os.path.join(tmp, "capture-fio.err"), timeout=900)
+        if rc != 0:
+            raise RuntimeError(f"fio: {tail(os.path.join(tmp, 'capture-fio.err'))}")
+        with open(jf) as f:
+            job = json.load(f)["jobs"][0]
+        ios = job["read"]["total_ios"] + job["write"]["total_ios"]
+        return {"what": f"fio 4 KiB randrw iodepth 8, {ios} I/Os, at most {rate} IOPS each way", "fio_ios": ios}
+
+    return small_workload
+
+
 def run_decode_section(args, nbdtap):
     tmp = make_temp("nbdtap-bench-decode-")
     shm = make_temp("nbdtap-bench-decode-", "/dev/shm")
@@ -699,19 +719,7 @@ def run_decode_section(args, nbdtap):
                 raise RuntimeError(f"{argv}: {tail(os.path.join(tmp, 'capture-nbdcopy.err'))}")
         return {"what": f"nbdcopy {large // MiB} MiB write then read (256 KiB requests, default connections)"}
 
-    def small_workload(uri, attempt):
-        jf = os.path.join(tmp, "capture-fio.json")
-        rate = [4000, 2000, 1000][attempt]   # per direction: reads + writes at most twice this
-        argv = ["fio", "--name=capture", "--ioengine=nbd", f"--uri={uri}", "--rw=randrw", "--bs=4k", "--iodepth=8",
-                f"--rate_iops={rate}", f"--io_size={small_n * 4096}", "--size=256M", "--output-format=json",
-                f"--output={jf}"]
-        rc, _, _ = PROCS.run("fio", argv, stderr=os.path.join(tmp, "capture-fio.err"), timeout=900)
-        if rc != 0:
-            raise RuntimeError(f"fio: {tail(os.path.join(tmp, 'capture-fio.err'))}")
-        with open(jf) as f:
-            job = json.load(f)["jobs"][0]
-        ios = job["read"]["total_ios"] + job["write"]["total_ios"]
-        return {"what": f"fio 4 KiB randrw iodepth 8, {ios} I/Os, at most {rate} IOPS each way", "fio_ios": ios}
+    small_workload = small_fio_workload(tmp, small_n)
 
     captures = [
         ("large", f"large transfers: nbdcopy {large // MiB} MiB write + read", f"large-{large // MiB}MiB",
@@ -833,19 +841,7 @@ def run_replay_section(args, nbdtap):
     tmp = make_temp("nbdtap-bench-replay-")
     small_n = args.decode_small_requests
 
-    def small_workload(uri, attempt):
-        jf = os.path.join(tmp, "capture-fio.json")
-        rate = [4000, 2000, 1000][attempt]
-        argv = ["fio", "--name=capture", "--ioengine=nbd", f"--uri={uri}", "--rw=randrw", "--bs=4k", "--iodepth=8",
-                f"--rate_iops={rate}", f"--io_size={small_n * 4096}", "--size=256M", "--output-format=json",
-                f"--output={jf}"]
-        rc, _, _ = PROCS.run("fio", argv, stderr=os.path.join(tmp, "capture-fio.err"), timeout=900)
-        if rc != 0:
-            raise RuntimeError(f"fio: {tail(os.path.join(tmp, 'capture-fio.err'))}")
-        with open(jf) as f:
-            job = json.load(f)["jobs"][0]
-        ios = job["read"]["total_ios"] + job["write"]["total_ios"]
-        return {"what": f"fio 4 KiB randrw iodepth 8, {ios} I/Os, at most {rate} IOPS each way", "fio_ios": ios}
+    small_workload = small_fio_workload(tmp, small_n)
 
     pcap, meta = capture(args, f"small-{small_n}", 256 * MiB, small_workload, tmp)
     with open(pcap, "rb") as f:

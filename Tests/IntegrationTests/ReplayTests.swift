@@ -280,16 +280,21 @@ struct ReplayTests {
         #expect(r.output.contains("missing.pcap"), "\(r.output)")
     }
 
+    /// Replays a capture against nbdkit memory 1M with its log in replay.log, and decodes
+    /// the capture into decoded.log.
+    func replayAndDecode(_ s: Scratch, _ capture: String, _ extra: [String]) throws {
+        let sock = try s.nbdkit(["memory", "1M"])
+        let (r, _) = try replay(s, [Self.capture(capture)], upstream: unixURI(sock), ["--allow-writes", "--log", s.path("replay.log")] + extra)
+        #expect(r.status == 0, "\(r.output)")
+        _ = try s.run(nbdtapBinary, ["decode", Self.capture(capture), "--log", s.path("decoded.log")])
+    }
+
     /// The replayed session's log is in the proxy's format: with nothing skipped, its
     /// requests are the recording's, as `nbdtap decode` logs them, line for line (times
     /// and the connection's negotiation aside).
     @Test func replayLogDiffsAgainstTheDecodedRecording() throws {
         let s = try Scratch()
-        let sock = try s.nbdkit(["memory", "1M"])
-        let (r, _) = try replay(s, [Self.capture("nbdsh-all-structured")], upstream: unixURI(sock),
-                                ["--allow-writes", "--timing", "scale=0.5", "--log", s.path("replay.log")])
-        #expect(r.status == 0, "\(r.output)")
-        _ = try s.run(nbdtapBinary, ["decode", Self.capture("nbdsh-all-structured"), "--log", s.path("decoded.log")])
+        try replayAndDecode(s, "nbdsh-all-structured", ["--timing", "scale=0.5"])
         func requests(_ log: String) -> [String] {
             log.split(separator: "\n").map { $0.split(separator: " ", maxSplits: 2) }.filter { $0.count == 3 }
                 .map { String($0[2]) }.filter { $0.contains(" id=") }
@@ -325,11 +330,7 @@ struct ReplayTests {
     /// bound the scheduler guarantees, not a measure of speed.
     @Test func scaledTimingKeepsTheRecordedGaps() throws {
         let s = try Scratch()
-        let sock = try s.nbdkit(["memory", "1M"])
-        let (r, _) = try replay(s, [Self.capture("nbdsh-all-simple")], upstream: unixURI(sock),
-                                ["--allow-writes", "--timing", "scale=3", "--log", s.path("replay.log")])
-        #expect(r.status == 0, "\(r.output)")
-        _ = try s.run(nbdtapBinary, ["decode", Self.capture("nbdsh-all-simple"), "--log", s.path("decoded.log")])
+        try replayAndDecode(s, "nbdsh-all-simple", ["--timing", "scale=3"])
         /// Microseconds of the day of each request line (`2026-12-02 01:06:14.429550 ... id=N ... ...`).
         func sendTimes(_ log: String) -> [Int64] {
             log.split(separator: "\n").filter { $0.contains(" id=") && $0.hasSuffix(" ...") }.map { line in
