@@ -24,6 +24,10 @@ public struct ReplayConfiguration: Sendable {
     /// the replay, at most: reading the capture pauses beyond this, so memory is bounded
     /// by what is in flight, not by the capture's size.
     public var maxQueuedBytes = 16 << 20
+    /// Seconds the upstream may leave the replay waiting (requests in flight or a
+    /// negotiation under way, nothing received) before the connection is given up; 0:
+    /// wait for ever. A server that hangs then ends in a report, not a hung replay.
+    public var replyTimeout: Double = 60
 
     public init(upstream: NBDURI) { self.upstream = upstream }
 }

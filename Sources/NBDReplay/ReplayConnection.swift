@@ -56,6 +56,9 @@ final class ReplayConnection: @unchecked Sendable {
     var lastRecordedTime: UInt64
     var lastSendUptime: UInt64 = 0
     var timerPending = false
+    /// Uptime of the last byte from the upstream (or of the connect), for `replyTimeout`.
+    var lastHeard: UInt64 = 0
+    var watchdog: RepeatedTask?
     var logText: [UInt8] = []
     let allocator = ByteBufferAllocator()
 
@@ -161,6 +164,16 @@ final class ReplayConnection: @unchecked Sendable {
         self.channel = channel
         phase = .negotiating
         lastSendUptime = NIODeadline.now().uptimeNanoseconds
+        lastHeard = lastSendUptime
+        let timeout = driver.configuration.replyTimeout
+        if timeout > 0 {
+            watchdog = channel.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+                let waiting = phase == .negotiating || (phase == .transmitting && !inFlight.isEmpty)
+                if waiting, NIODeadline.now().uptimeNanoseconds - lastHeard > UInt64(timeout * 1e9) {
+                    fail("no answer from the upstream for \(Int(timeout)) s (--reply-timeout)")
+                }
+            }
+        }
         negotiator = ReplayNegotiator(recorded: recordedNegotiation!, exportName: driver.configuration.exportName)
         for n in negotiator!.notReplayed { report.negotiation.append("not replayed: \(n)") }
     }
@@ -197,6 +210,7 @@ final class ReplayConnection: @unchecked Sendable {
     // MARK: Upstream bytes
 
     func received(_ buffer: ByteBuffer) {
+        lastHeard = NIODeadline.now().uptimeNanoseconds
         let now = wallClockNanoseconds()
         tap.feed(.serverToClient, buffer, at: now, logText: &logText)
         let events = tap.events
@@ -336,6 +350,8 @@ final class ReplayConnection: @unchecked Sendable {
 
     /// The upstream closed (or the connect failed after starting).
     func inactive() {
+        watchdog?.cancel()
+        watchdog = nil
         guard phase != .done else { return }
         let now = wallClockNanoseconds()
         for d in [StreamDirection.clientToServer, .serverToClient] {

@@ -110,6 +110,21 @@ public final class ReplayDriver: @unchecked Sendable {
         loop.execute { [self] in readSome() }
     }
 
+    /// Ends the replay early (SIGINT): every connection is closed, what was not sent is
+    /// reported so, and `run` returns the report of what was replayed.
+    public func interrupt() {
+        loop.execute { [self] in
+            guard !readingDone || !connections.isEmpty else { return }
+            readingDone = true
+            report.interrupted = true
+            for c in connections.values where c.phase != .done {
+                if c.channel == nil { c.recordedEnded = true }
+                c.fail("interrupted (SIGINT) before the replay ended")
+            }
+            checkDone()
+        }
+    }
+
     func stop(_ why: String) {
         stopping = why
         for c in connections.values { c.channel?.close(promise: nil) }

@@ -52,6 +52,8 @@ public struct ReplayReport: Sendable {
     /// Recorded connections not replayed on purpose, with why.
     public var leftOut: [String] = []
     public var elapsedNanoseconds: UInt64 = 0
+    /// SIGINT ended the replay: the report covers what was replayed until then.
+    public var interrupted = false
     /// The recording's own pace: its requests and the capture time from the first to the
     /// last, for comparing the replay's rate with the recorded client's.
     public var recordedRequests = 0
@@ -71,7 +73,7 @@ public struct ReplayReport: Sendable {
     public var negotiationDiffers: Bool { connections.contains { !$0.negotiation.isEmpty || $0.problem != nil } }
     /// Every recorded request was sent and its reply matched, and every negotiation too:
     /// exit status 0. A request not sent is a reply not verified, so it does not pass.
-    public var allMatched: Bool { differed == 0 && skippedCount == 0 && !negotiationDiffers }
+    public var allMatched: Bool { differed == 0 && skippedCount == 0 && !negotiationDiffers && !interrupted }
 
     mutating func listDifference(_ e: Entry) {
         if differences.count < Self.maxListed { differences.append(e) } else { unlistedDifferences += 1 }
@@ -101,6 +103,7 @@ public struct ReplayReport: Sendable {
         if matchedStatusOnly > 0 {
             s += "  \(matchedStatusOnly) of the matches compared status only: the capture lacks some of their recorded data\n"
         }
+        if interrupted { s += "interrupted: the report covers what was replayed until SIGINT\n" }
         for p in inputProblems { s += "input: \(p)\n" }
         for l in leftOut { s += "left out: \(l)\n" }
         for c in connections {
@@ -144,6 +147,7 @@ public struct ReplayReport: Sendable {
         o.double("recorded_span_s", Double(recordedSpanNanoseconds) / 1e9)
         o.double("recorded_requests_per_s", recordedRequestsPerSecond)
         o.bool("all_matched", allMatched)
+        o.bool("interrupted", interrupted)
         o.strings("input_problems", inputProblems)
         o.strings("left_out", leftOut)
         var conns: [String] = []

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import NBDProtocol
 import NBDReplay
@@ -33,6 +34,9 @@ struct ReplayCommand: ParsableCommand {
     @Option(name: .customLong("fill-missing"), help: "Hex bytes (such as 00 or deadbeef) sent, repeated, in place of WRITE data the capture lacks; without it such writes are not sent.")
     var fillMissing: String?
 
+    @Option(name: .customLong("reply-timeout"), help: "Seconds the upstream may leave a request (or the negotiation) unanswered before its connection is given up and reported (0: wait for ever).")
+    var replyTimeout: Double = 60
+
     @Option(name: .long, parsing: .upToNextOption, help: "Extra server ports to treat as NBD (10809 always is).")
     var port: [String] = []
 
@@ -51,6 +55,7 @@ struct ReplayCommand: ParsableCommand {
         if files.isEmpty { throw ValidationError("give one or more recordings") }
         if upstream == nil && !dryRun { throw ValidationError("give --upstream URI (or --dry-run)") }
         if let u = upstream, u.tls { throw ValidationError("\(u): TLS upstreams are not supported by replay") }
+        if !(replyTimeout >= 0) || !replyTimeout.isFinite { throw ValidationError("--reply-timeout \(replyTimeout): give a number of seconds, 0 for none") }
         _ = try parsedTiming()
         _ = try parsedFill()
         _ = try parsedConnections()
@@ -115,11 +120,18 @@ struct ReplayCommand: ParsableCommand {
         config.fill = try parsedFill()
         if !upstream!.exportName.isEmpty { config.exportName = upstream!.exportName }
         config.logFormat = logging.log == nil ? nil : logging.logFormat
+        config.replyTimeout = replyTimeout
         let logOut = try logging.log.map { try OutputFile($0) }
         let driver = ReplayDriver(configuration: config, reader: reader) { text in logOut?.write(text) }
         let result: (report: ReplayReport, total: ConnectionStats, perConnection: [(Int, ConnectionStats)], omitted: Int)
+        // SIGINT ends the replay with a report of what was replayed (exit 1).
+        signal(SIGINT, SIG_IGN)
+        let sigint = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        sigint.setEventHandler { driver.interrupt() }
+        sigint.resume()
+        defer { sigint.cancel() }
         do {
-            result = try driver.run()
+            result = try withExtendedLifetime(sigint) { try driver.run() }
         } catch let stopped as ReplayDriver.Stopped {
             logOut?.close()
             warn(stopped.reason)

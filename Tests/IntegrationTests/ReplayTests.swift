@@ -390,4 +390,27 @@ struct ReplayTests {
         #expect(try requests("stats.json") != nil)
         #expect(try requests("stats.json") == requests("recorded.json"))
     }
+
+    /// A server that stops answering: the connection is given up after --reply-timeout and
+    /// reported; SIGINT ends a replay with the report of what was replayed. Exit 1 both.
+    @Test func hungServerAndInterruptEndInAReport() throws {
+        let s = try Scratch()
+        let sock = try s.nbdkit(["--filter=delay", "memory", "1M", "wdelay=60"])
+        var (r, report) = try replay(s, [Self.capture("nbdsh-all-simple")], upstream: unixURI(sock), ["--allow-writes", "--reply-timeout", "1"])
+        #expect(r.status == 1, "\(r.output)")
+        #expect(report.contains("no answer from the upstream for 1 s (--reply-timeout)"), "\(report)")
+        #expect(report.contains("not sent:"), "\(report)")
+
+        let sock2 = try s.nbdkit(["--filter=delay", "memory", "1M", "wdelay=60"], name: "slow")
+        let p = try s.start(nbdtapBinary, ["replay", Self.capture("nbdsh-all-simple"), "--upstream", unixURI(sock2), "--allow-writes",
+                                           "--report", s.path("interrupted.txt")], name: "replay")
+        // Interrupted once the first WRITE has reached the server (and hangs there).
+        try waitUntil("the first write at the server") { s.contents("slow.log").contains("Write id=1") }
+        kill(p.processIdentifier, SIGINT)
+        try waitForExit(p)
+        #expect(p.terminationStatus == 1, "\(s.output(of: "replay"))")
+        report = s.contents("interrupted.txt")
+        #expect(report.contains("interrupted"), "\(report)")
+        #expect(report.contains("conn=1 id=1 WRITE"), "\(report)")
+    }
 }
