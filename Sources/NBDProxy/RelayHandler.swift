@@ -73,11 +73,20 @@ final class RelayHandler: ChannelInboundHandler {
     /// The client side stops reading once a shutdown has nothing more to take from it.
     var mayRead: Bool { direction == .serverToClient || session.clientMayRead }
 
+    /// Whether what reading this channel produces can be taken: the partner's channel must
+    /// have room, and in emulation mode this channel's too, since nbdtap answers some
+    /// messages itself (a refused option or request) on the channel they came from: a
+    /// client sending refused requests without reading the answers must be slowed down
+    /// like one whose replies come from the server.
+    func outputsHaveRoom(_ p: ChannelHandlerContext, _ context: ChannelHandlerContext) -> Bool {
+        p.channel.isWritable && (session.engine == nil || context.channel.isWritable)
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
         guard let p = partner?.context else { return }
         p.flush()
         guard mayRead else { return }
-        if p.channel.isWritable {
+        if outputsHaveRoom(p, context) {
             context.read()
         } else {
             readPending = true
@@ -90,12 +99,16 @@ final class RelayHandler: ChannelInboundHandler {
 
     /// Our channel drained: the partner may read again.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { partner?.resume() }
+        if context.channel.isWritable {
+            partner?.resume()
+            // Emulation: this side may have stopped for its own answers to drain.
+            if session.engine != nil { resume() }
+        }
         context.fireChannelWritabilityChanged()
     }
 
     func resume() {
-        guard readPending, mayRead, let c = context else { return }
+        guard readPending, mayRead, let c = context, let p = partner?.context, outputsHaveRoom(p, c) else { return }
         readPending = false
         c.read()
     }
