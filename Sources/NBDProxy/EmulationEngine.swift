@@ -81,6 +81,7 @@ final class EmulationEngine {
         var out = Output()
         fromClient.append(buffer)
         session.tap.feed(.clientToServer, buffer, at: wallClockNanoseconds(), logText: &session.logText)
+        session.trackFraming(session.tap.events)
         for e in session.tap.events where e.direction == .clientToServer {
             switch e.kind {
             case .clientFlags(let f) where !options.acceptsClientFlags(f):
@@ -246,6 +247,7 @@ final class EmulationEngine {
         let relayed = relay(&fromUpstream, &upstreamEdits, upTo: upstream.decidedOffset(.serverToClient))
         for b in relayed {
             session.tap.feed(.serverToClient, b, at: wallClockNanoseconds(), logText: &session.logText)
+            session.trackFraming(session.tap.events)
         }
         out.toClient = relayed + releaseReplies(session)
         session.flushLog()
@@ -324,7 +326,10 @@ final class EmulationEngine {
               fromUpstream.start == upstream.decidedOffset(.serverToClient) else { return [] }
         let replies = pendingReplies
         pendingReplies.removeAll()
-        for r in replies { session.tap.feed(.serverToClient, r, at: wallClockNanoseconds(), logText: &session.logText) }
+        for r in replies {
+            session.tap.feed(.serverToClient, r, at: wallClockNanoseconds(), logText: &session.logText)
+            session.trackFraming(session.tap.events)
+        }
         return replies
     }
 

@@ -96,6 +96,17 @@ final class ProxySession {
                 close(reason: "\(d == .clientToServer ? "client" : "server") broke the protocol: \(v.reason)")
                 return false
             }
+        }
+        trackFraming(tap.events)
+        if draining { endUpstreamIfQuiet() }
+        return true
+    }
+
+    /// Where the client's request under way ends and where the reply data being relayed
+    /// ends, for a drain to finish both: from the tap's events, whichever path fed it (the
+    /// transparent relay or the emulation engine).
+    func trackFraming(_ events: [ConversationEvent]) {
+        for e in events {
             if case .request(let r) = e.kind {
                 clientFramedEnd = max(clientFramedEnd, e.streamOffset + UInt64(r.header.wireLength))
             }
@@ -106,8 +117,6 @@ final class ProxySession {
                 }
             }
         }
-        if draining { endUpstreamIfQuiet() }
-        return true
     }
 
     func flushLog() {

@@ -67,6 +67,8 @@ final class RelayHandler: ChannelInboundHandler {
         if let reason = out.close {
             broken = true
             session.close(reason: reason)
+        } else if session.draining {
+            session.endUpstreamIfQuiet()
         }
     }
 

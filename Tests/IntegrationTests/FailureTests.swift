@@ -345,12 +345,15 @@ struct FailureTests {
     /// client until that request is whole, so both writes in flight complete. nbdkit runs
     /// one thread with a 1-second write delay, so while it works on the first write it
     /// reads nothing and the second one's payload backs up into the proxy and the client.
-    @Test func sigtermFinishesWritePayload() throws {
+    /// The same in emulation mode (`--mask fast-zero`), where the relay edits messages and
+    /// once dropped the half-sent payload and waited out the drain period.
+    @Test(arguments: [[], ["--mask", "fast-zero"]])
+    func sigtermFinishesWritePayload(_ emulation: [String]) throws {
         let s = try Scratch()
         let sock = try s.nbdkit(["--threads=1", "--filter=delay", "memory", "64M", "delay-write=1"])
         let listen = s.path("tap.sock")
         let tap = try s.start(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--listen", "nbd+unix:///?socket=\(listen)",
-                                             "--log", s.path("tap.log"), "--quiet"], name: "nbdtap")
+                                             "--log", s.path("tap.log"), "--quiet"] + emulation, name: "nbdtap")
         try s.waitFor(listen)
         let client = try s.startNbdsh("nbd+unix:///?socket=\(listen)", """
             size = 16 << 20
