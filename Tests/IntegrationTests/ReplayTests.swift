@@ -413,4 +413,26 @@ struct ReplayTests {
         #expect(report.contains("interrupted"), "\(report)")
         #expect(report.contains("conn=1 id=1 WRITE"), "\(report)")
     }
+
+    /// A server that answers garbage (a fake peer: no real server sends a bad reply magic):
+    /// the connection is given up with the decoder's reason, the replay ends with a report.
+    @Test func malformedRepliesEndTheConnectionWithAReason() throws {
+        let s = try Scratch()
+        let sock = s.path("fake.sock")
+        try s.start("/usr/bin/python3", ["-c", """
+            import socket, struct
+            l = socket.socket(socket.AF_UNIX); l.bind("\(sock)"); l.listen(1)
+            c, _ = l.accept()
+            # Oldstyle: transmission starts at once, 1 MiB, flags HAS_FLAGS|SEND_FLUSH|SEND_TRIM|SEND_WRITE_ZEROES.
+            c.sendall(b"NBDMAGIC" + struct.pack(">QQI", 0x00420281861253, 1 << 20, 0x65) + b"\\0" * 124)
+            c.recv(28)
+            c.sendall(b"\\xde\\xad\\xbe\\xef" * 8)
+            c.recv(1 << 20)
+            """], name: "fake")
+        try s.waitFor(sock)
+        let (r, report) = try replay(s, [Self.capture("nbdsh-all-simple")], upstream: unixURI(sock), ["--allow-writes"])
+        #expect(r.status == 1, "\(r.output)")
+        #expect(report.contains("the upstream's replies could not be decoded"), "\(report)")
+        #expect(report.contains("not sent:"), "\(report)")
+    }
 }
