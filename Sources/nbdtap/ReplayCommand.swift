@@ -11,7 +11,7 @@ struct ReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Re-drive recorded NBD sessions (pcap, pcapng, .nbdt) against a server and report where its answers differ.",
-        discussion: "Exit status: 0 when every reply matched, 1 when some differed, 2 on a usage or input error."
+        discussion: "Exit status: 0 when every recorded request was sent and every reply and negotiation matched, 1 when something differed or was not sent, 2 on a usage or input error. Docs/replay.md has the details."
     )
 
     enum ReportFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
@@ -19,31 +19,31 @@ struct ReplayCommand: ParsableCommand {
     @Argument(help: "Recordings: pcap, pcapng (as tcpdump or `nbdtap proxy --pcap` write them) or .nbdt transcripts.")
     var files: [String] = []
 
-    @Option(name: .long, help: "The server to replay against: nbd://HOST[:PORT][/EXPORT] or nbd+unix:///[EXPORT]?socket=PATH. An export name here replaces the recorded one.")
+    @Option(name: .long, help: ArgumentHelp("The server to replay against: nbd://HOST[:PORT][/EXPORT] or nbd+unix:///[EXPORT]?socket=PATH. An export name here replaces the recorded one.", valueName: "URI"))
     var upstream: NBDURI?
 
-    @Option(name: .long, help: "fast (as fast as the server answers), original (the recorded gaps) or scale=N (the recorded gaps times N).")
+    @Option(name: .long, help: ArgumentHelp("fast (as fast as the server answers and the recorded queue depth allow), original (the recorded gaps) or scale=N (the recorded gaps times N).", valueName: "fast|original|scale=N"))
     var timing: String = "fast"
 
-    @Flag(name: .customLong("allow-writes"), help: "Allow replaying WRITE, WRITE_ZEROES and TRIM (they change the server's data).")
+    @Flag(name: .customLong("allow-writes"), help: "Allow replaying WRITE, WRITE_ZEROES, TRIM and RESIZE (they change the server's data).")
     var allowWrites = false
 
     @Flag(name: .customLong("dry-run"), help: "Print the requests that would be sent and send none.")
     var dryRun = false
 
-    @Option(name: .customLong("fill-missing"), help: "Hex bytes (such as 00 or deadbeef) sent, repeated, in place of WRITE data the capture lacks; without it such writes are not sent.")
+    @Option(name: .customLong("fill-missing"), help: ArgumentHelp("Hex bytes (such as 00 or deadbeef) sent, repeated, in place of WRITE data the capture lacks; without it such writes are not sent.", valueName: "HEX"))
     var fillMissing: String?
 
-    @Option(name: .customLong("reply-timeout"), help: "Seconds the upstream may leave a request (or the negotiation) unanswered before its connection is given up and reported (0: wait for ever).")
+    @Option(name: .customLong("reply-timeout"), help: ArgumentHelp("Seconds the upstream may leave a request (or the negotiation) unanswered before its connection is given up and reported (0: wait for ever).", valueName: "SECONDS"))
     var replyTimeout: Double = 60
 
     @Option(name: .long, parsing: .upToNextOption, help: "Extra server ports to treat as NBD (10809 always is).")
     var port: [String] = []
 
-    @Option(name: .long, help: "Replay only these recorded connections, numbered as nbdtap decode numbers them (such as 1,3-4). By default all are, except the upstream legs of an nbdtap proxy --pcap recording.")
+    @Option(name: .long, help: ArgumentHelp("Replay only these recorded connections, numbered as nbdtap decode numbers them (such as 1,3-4). By default all are, except the upstream legs of an nbdtap proxy --pcap recording.", valueName: "LIST"))
     var connections: String?
 
-    @Option(name: .long, help: "Write the report to FILE instead of standard output.")
+    @Option(name: .long, help: ArgumentHelp("Write the report to FILE instead of standard output.", valueName: "FILE"))
     var report: String?
 
     @Option(name: .customLong("report-format"), help: "Report format: text or json.")
