@@ -122,14 +122,8 @@ public final class CaptureSessions {
     func close(_ s: Session, _ time: UInt64, _ out: inout [UInt8]) {
         guard var tap = s.tap else { return }
         var logText: [UInt8] = []
-        if let observer {
-            // Each direction's end on its own, so the observer sees the events of both.
-            for d in [StreamDirection.clientToServer, .serverToClient] where !tap.decoder.isFinished(d) {
-                tap.finish(d, at: time, logText: &logText)
-                observer(.ended(connection: tap.connection, events: tap.events))
-            }
-        }
         tap.close(at: time, logText: &logText)
+        observer?(.ended(connection: tap.connection, events: tap.events))
         observer?(.closed(connection: tap.connection, time: time))
         if !packetLines { out.append(contentsOf: logText) }
         perConnection.append(tap.connection, tap.stats)

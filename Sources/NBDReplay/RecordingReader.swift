@@ -176,10 +176,8 @@ public final class RecordingReader {
                 t.seen[r.direction] = offset + UInt64(r.bytes.readableBytes)
                 t.lastTime = r.time
             } else {
-                for d in [StreamDirection.clientToServer, .serverToClient] {
-                    t.tap.finish(d, at: t.lastTime, logText: &text)
-                    extractors[n]?.ended(t.tap.events)
-                }
+                t.tap.close(at: t.lastTime, logText: &text)
+                extractors[n]?.ended(t.tap.events)
                 extractors[n]?.closed(at: t.lastTime)
                 current = nil
             }

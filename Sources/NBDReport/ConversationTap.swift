@@ -38,10 +38,13 @@ public struct ConversationTap {
         consume(&logText)
     }
 
-    /// Ends the connection for the log even if one side never closed.
+    /// Ends the connection for the log even if one side never closed. `events` then holds
+    /// the events of both directions' ends.
     public mutating func close(at time: UInt64, logText: inout [UInt8]) {
-        finish(.clientToServer, at: time, logText: &logText)
-        finish(.serverToClient, at: time, logText: &logText)
+        events.removeAll(keepingCapacity: true)
+        decoder.finish(.clientToServer, at: time, into: &events)
+        decoder.finish(.serverToClient, at: time, into: &events)
+        consume(&logText)
         log?.appendDisconnect(time: time, to: &logText)
     }
 
