@@ -230,13 +230,9 @@ final class ReplayConnection: @unchecked Sendable {
         switch e.kind {
         case .transmissionStarted(let i):
             info = i
-            if let r = recordedNegotiation {
-                let (d, notes) = NegotiationComparison.differences(recorded: r, replayed: i, options: negotiator?.results ?? [])
-                report.negotiation += d
-                report.notes += notes
-                if !r.known {
-                    report.notes.append("the recording starts after its handshake: what was written before it is not replayed, so reads of that data may differ")
-                }
+            compareNegotiation(replayed: i)
+            if recordedNegotiation?.known == false {
+                report.notes.append("the recording starts after its handshake: what was written before it is not replayed, so reads of that data may differ")
             }
             phase = .transmitting
         case .completed(let c):
@@ -254,15 +250,20 @@ final class ReplayConnection: @unchecked Sendable {
                 if bytes.readableBytes > 0 { send(bytes, nil); channel?.flush() }
             case .finished(let bytes):
                 if bytes.readableBytes > 0 { send(bytes, nil) }
-                if let r = recordedNegotiation {
-                    let (d, notes) = NegotiationComparison.differences(recorded: r, replayed: nil, options: n.results)
-                    report.negotiation += d
-                    report.notes += notes
-                }
+                compareNegotiation(replayed: nil)
                 drainUnsent("not sent: the negotiation with the upstream did not reach transmission")
                 closeAfterWrites()
             }
         }
+    }
+
+    /// The negotiation's differences from the recording's, once it is over (transmission
+    /// started, or never will).
+    func compareNegotiation(replayed: TransmissionInfo?) {
+        guard let r = recordedNegotiation else { return }
+        let (d, notes) = NegotiationComparison.differences(recorded: r, replayed: replayed, options: negotiator?.results ?? [])
+        report.negotiation += d
+        report.notes += notes
     }
 
     func send(_ header: ByteBuffer, _ payload: ByteBuffer?) {
@@ -354,9 +355,9 @@ final class ReplayConnection: @unchecked Sendable {
         watchdog = nil
         guard phase != .done else { return }
         let now = wallClockNanoseconds()
+        tracker.closeServerStream()
         for d in [StreamDirection.clientToServer, .serverToClient] {
             tap.finish(d, at: now, logText: &logText, cutByRelay: d == .clientToServer)
-            tracker.closeServerStream()
             for e in tap.events { handle(e) }
         }
         tap.close(at: now, logText: &logText)

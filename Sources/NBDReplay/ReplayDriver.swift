@@ -183,17 +183,9 @@ public final class ReplayDriver: @unchecked Sendable {
 
     func connectionFinished(_ c: ReplayConnection) {
         flushLog(c)
-        c.tap.stats.connections = 1
         total.merge(c.tap.stats)
         perConnection.append(c.number, c.tap.stats)
         endedInRecording.remove(c.number)
-        if c.recordedEnded {
-            connections[c.number] = nil
-            report.connections.append(c.report)
-        } else {
-            // Items of its recording still come; they are counted as not sent.
-            pendingReports.insert(c.number)
-        }
         for other in connections.values where other.after.contains(c.number) {
             other.after.remove(c.number)
             start(other)
@@ -202,16 +194,12 @@ public final class ReplayDriver: @unchecked Sendable {
         checkDone()
     }
 
-    /// Connections replayed to their end whose recording has not ended yet.
-    var pendingReports: Set<Int> = []
-
     func checkDone() {
-        for n in pendingReports {
-            if let c = connections[n], c.recordedEnded {
-                connections[n] = nil
-                report.connections.append(c.report)
-                pendingReports.remove(n)
-            }
+        // A connection replayed to its end is reported once its recording has ended too:
+        // until then, items of the recording still come, and are counted as not sent.
+        for c in connections.values.filter({ $0.phase == .done && $0.recordedEnded }) {
+            connections[c.number] = nil
+            report.connections.append(c.report)
         }
         guard readingDone, stopping == nil else { return }
         for c in connections.values where c.phase != .done { c.finishIfEnded() }
