@@ -19,8 +19,7 @@ struct DecodeCommand: ParsableCommand {
     @Argument(help: "Capture files (pcap, pcapng) or .nbdt transcripts.")
     var files: [String] = []
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Extra server ports to treat as NBD (10809 always is); NBD on other ports is found by content.")
-    var port: [String] = []
+    @OptionGroup var ports: CapturePortOptions
 
     @Option(name: .long, help: "log (the proxy's log formats), packets (one line per frame), or summary (statistics).")
     var view: View = .log
@@ -38,17 +37,12 @@ struct DecodeCommand: ParsableCommand {
         if !files.isEmpty && interface != nil { throw ValidationError("give either files or --interface, not both") }
     }
 
-    var serverPorts: Set<UInt16> {
-        var ports: Set<UInt16> = [10809]
-        for p in port.flatMap({ $0.split(separator: ",") }) { if let v = UInt16(p) { ports.insert(v) } }
-        return ports
-    }
 
     func run() throws {
         // The summary view prints only the statistics, unless a log file is asked for too.
         let logWanted = view != .summary || report.log != nil
         let out = try OutputFile(report.log ?? (logWanted ? "-" : "/dev/null"))
-        let sessions = CaptureSessions(logFormat: logWanted ? report.logFormat : nil, serverPorts: serverPorts, packetLines: view == .packets)
+        let sessions = CaptureSessions(logFormat: logWanted ? report.logFormat : nil, serverPorts: ports.serverPorts, packetLines: view == .packets)
         var failed = false
         var transcriptNumber = 0
         var transcriptStats: [(Int, ConnectionStats)] = []
@@ -56,7 +50,7 @@ struct DecodeCommand: ParsableCommand {
         var cutHeaders = 0
         if let interface {
             let source = try PcapSource(interface: interface, filter: filter)
-            let reader = CaptureReader(source: source, configuration: .init(serverPorts: serverPorts))
+            let reader = CaptureReader(source: source, configuration: .init(serverPorts: ports.serverPorts))
             signal(SIGINT, SIG_IGN)
             let sig = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
             sig.setEventHandler { source.breakLoop() }
@@ -81,7 +75,7 @@ struct DecodeCommand: ParsableCommand {
                 transcriptStats.append((transcriptNumber, stats))
                 if !ok { failed = true }
             case .pcap(let source):
-                let reader = CaptureReader(source: source, configuration: .init(serverPorts: serverPorts))
+                let reader = CaptureReader(source: source, configuration: .init(serverPorts: ports.serverPorts))
                 if !decode(reader, name: path, sessions: sessions, out: out) { failed = true }
                 let c = reader.reassembler.counters
                 cutHeaders += [SkipReason.linkHeaderTruncated, .ipHeaderTruncated, .tcpHeaderTruncated].reduce(0) { $0 + (c.skipped[$1] ?? 0) }

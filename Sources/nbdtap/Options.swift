@@ -26,3 +26,15 @@ struct ReportOptions: ParsableArguments {
     @Option(name: .customLong("stats-format"), help: "Statistics format: text or json.")
     var statsFormat: StatsFormat = .text
 }
+
+/// `--port`, shared by `decode` and `replay`: the TCP ports that carry NBD in a capture.
+struct CapturePortOptions: ParsableArguments {
+    @Option(name: .long, parsing: .upToNextOption, help: "Extra server ports to treat as NBD (10809 always is); NBD on other ports is found by content.")
+    var port: [String] = []
+
+    var serverPorts: Set<UInt16> {
+        var ports: Set<UInt16> = [10809]
+        for p in port.flatMap({ $0.split(separator: ",") }) { if let v = UInt16(p) { ports.insert(v) } }
+        return ports
+    }
+}

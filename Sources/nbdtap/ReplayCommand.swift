@@ -37,8 +37,7 @@ struct ReplayCommand: ParsableCommand {
     @Option(name: .customLong("reply-timeout"), help: ArgumentHelp("Seconds the upstream may leave a request (or the negotiation) unanswered before its connection is given up and reported (0: wait for ever).", valueName: "SECONDS"))
     var replyTimeout: Double = 60
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Extra server ports to treat as NBD (10809 always is).")
-    var port: [String] = []
+    @OptionGroup var ports: CapturePortOptions
 
     @Option(name: .long, help: ArgumentHelp("Replay only these recorded connections, numbered as nbdtap decode numbers them (such as 1,3-4). By default all are, except the upstream legs of an nbdtap proxy --pcap recording.", valueName: "LIST"))
     var connections: String?
@@ -101,14 +100,9 @@ struct ReplayCommand: ParsableCommand {
         return out
     }
 
-    var serverPorts: Set<UInt16> {
-        var ports: Set<UInt16> = [10809]
-        for p in port.flatMap({ $0.split(separator: ",") }) { if let v = UInt16(p) { ports.insert(v) } }
-        return ports
-    }
 
     func run() throws {
-        let reader = RecordingReader(paths: files, serverPorts: serverPorts)
+        let reader = RecordingReader(paths: files, serverPorts: ports.serverPorts)
         reader.only = try parsedConnections()
         if dryRun {
             try runDry(reader)
@@ -139,16 +133,12 @@ struct ReplayCommand: ParsableCommand {
         }
         logOut?.close()
         let text = reportFormat == .json ? result.report.json() : result.report.text()
-        if let path = report {
-            guard let h = openForWriting(path) else {
-                warn("cannot write the report to \(path): \(String(cString: strerror(errno)))")
-                throw ExitCode(2)
-            }
-            h.write(Data(text.utf8))
-            try? h.close()
-        } else {
-            FileHandle.standardOutput.write(Data(text.utf8))
+        guard let out = try? OutputFile(report ?? "-") else {
+            warn("cannot write the report to \(report ?? "-"): \(String(cString: strerror(errno)))")
+            throw ExitCode(2)
         }
+        out.write(text)
+        out.close()
         if let path = logging.stats {
             let stats = logging.statsFormat == .json
                 ? StatsFormatter.json(total: result.total, perConnection: result.perConnection, omitted: result.omitted) + "\n"
