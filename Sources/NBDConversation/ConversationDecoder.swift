@@ -427,6 +427,9 @@ extension ConversationDecoder {
     public var negotiatedExportSize: UInt64? { phase == .transmission ? exportSize : nil }
 
     /// Whether a request with this cookie awaits its final reply.
+    /// Meta contexts the client selected, by id (for a relay that answers BLOCK_STATUS).
+    public var selectedMetaContexts: [UInt32: String] { metaContexts }
+
     public func isInFlight(cookie: UInt64) -> Bool { inFlight[cookie] != nil }
 
     /// Whether `finish` was called for this direction.

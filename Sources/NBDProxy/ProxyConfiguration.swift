@@ -22,8 +22,9 @@ public struct ProxyConfiguration: Sendable {
     public var idleTimeoutSeconds: Double = 0
     /// Connections served at once; one more is told why (NBD_REP_ERR_SHUTDOWN) and closed.
     public var maxConnections = 1024
-    /// Legacy-peer emulation; transparent relays skip the engine entirely.
-    public var emulation = EmulationOptions.transparent
+    /// The policy layers (emulation, faults, shaping), nearest the client first; with
+    /// none, the relay skips the engine entirely.
+    public var policy = PolicyChain()
 
     public init(listen: NBDURI.Endpoint, upstream: NBDURI.Endpoint, logFormat: LogFormat?) {
         self.listen = listen

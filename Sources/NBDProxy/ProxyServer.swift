@@ -25,6 +25,10 @@ public final class ProxyServer: @unchecked Sendable {
     public var pcap: PcapRecorder?
     /// Queue-depth-1 busy-polling shared by all connections (IdlePolling.swift).
     let poller: IdlePoller
+    /// `--rate`'s total limits, which every connection takes from.
+    let sharedRate: SharedRateBuckets?
+    /// `--disconnect-after ... times=K`: the cuts left.
+    let disconnects: DisconnectBudget
     /// Called with the text of each connection's statistics when it closes.
     /// Called as each connection closes: its number, statistics, and why nbdtap closed it
     /// (nil when a peer simply hung up).
@@ -35,6 +39,8 @@ public final class ProxyServer: @unchecked Sendable {
         self.sink = sink
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         self.poller = IdlePoller(windowMicroseconds: config.idlePollMicroseconds)
+        self.sharedRate = config.policy.rate.first.map { SharedRateBuckets($0) }
+        self.disconnects = DisconnectBudget(times: config.policy.disconnect?.times)
     }
 
     /// Socket tuning shared by both legs: large reads (payloads move in big slices; at
@@ -101,7 +107,10 @@ public final class ProxyServer: @unchecked Sendable {
             self.poller.connections.subtract(1, ordering: .relaxed)
             self.onConnectionClosed?(s.id, s.tap.stats, s.closeReason)
         }
-        if !config.emulation.isTransparent { session.engine = EmulationEngine(options: config.emulation) }
+        if !config.policy.isTransparent {
+            session.engine = PolicyEngine(chain: config.policy) { [weak self] in self?.disconnects.claim() ?? false }
+        }
+        if let rate = config.policy.rate.first { session.shaper = RateShaper(rate, shared: sharedRate) }
         poller.connections.add(1, ordering: .relaxed)
         if poller.enabled { session.poller = poller }
         session.clientDescriptor = clientFD
@@ -110,6 +119,8 @@ public final class ProxyServer: @unchecked Sendable {
         let upstreamSide = RelayHandler(direction: .serverToClient, session: session)
         clientSide.partner = upstreamSide
         upstreamSide.partner = clientSide
+        session.clientHandler = clientSide
+        session.upstreamHandler = upstreamSide
         // The upstream connection starts once the client's channel is active: reads
         // issued before the child channel is registered would be lost.
         let overLimit = activeConnections > config.maxConnections

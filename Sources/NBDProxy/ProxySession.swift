@@ -33,8 +33,15 @@ final class ProxySession {
     var clientFramedEnd: UInt64 = 0
     /// Stream offset just past the last reply payload (READ data) the decoder has framed.
     var serverPayloadEnd: UInt64 = 0
-    /// Set when emulation options are given: the relay edits messages (EmulationEngine).
-    var engine: EmulationEngine?
+    /// Set when a policy chain is given: the relay edits messages (PolicyEngine).
+    var engine: PolicyEngine?
+    /// The two relay handlers, for bytes the engine sends when it wakes up.
+    weak var clientHandler: RelayHandler?
+    weak var upstreamHandler: RelayHandler?
+    /// The engine's wake-up already scheduled (monotonic ns).
+    var wakeScheduled: UInt64?
+    /// `--rate`: the buckets this connection's bytes are taken from (nil: no limit).
+    var shaper: RateShaper?
     /// Busy-polling at queue depth 1 (IdlePolling.swift); nil when off.
     var poller: IdlePoller?
     var pollState = IdlePollState()

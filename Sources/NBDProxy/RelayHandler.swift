@@ -15,6 +15,10 @@ final class RelayHandler: ChannelInboundHandler {
     weak var partner: RelayHandler?
     var readPending = false
     var broken = false
+    /// Bytes read since the last read completed, for `--rate`.
+    var bytesThisRound = 0
+    /// `--rate`: reading waits until then (monotonic ns).
+    var throttledUntil: UInt64?
     /// Runs once when this channel becomes active (the client side uses it to connect upstream).
     var onActive: (() -> Void)?
 
@@ -39,6 +43,7 @@ final class RelayHandler: ChannelInboundHandler {
         session.lastActivity = monotonicNanoseconds()
         if let poller = session.poller { session.pollState.input(window: poller.windowNanoseconds) }
         var buffer = unwrapInboundIn(data)
+        bytesThisRound += buffer.readableBytes
         if direction == .clientToServer && session.draining {
             // Shutting down: finish the request under way, start no new one. A slice
             // shares the buffer's storage, so this copies nothing.
@@ -57,23 +62,16 @@ final class RelayHandler: ChannelInboundHandler {
         partner?.context?.write(wrapOutboundOut(buffer), promise: nil)
     }
 
-    /// Emulation mode: the engine decides what each side receives.
-    func relayEdited(_ engine: EmulationEngine, _ buffer: ByteBuffer, _ context: ChannelHandlerContext) {
+    /// A policy chain is given: the engine decides what each side receives.
+    func relayEdited(_ engine: PolicyEngine, _ buffer: ByteBuffer, _ context: ChannelHandlerContext) {
         let out = direction == .clientToServer ? engine.fromClient(buffer, session: session) : engine.fromUpstream(buffer, session: session)
-        let (toPartner, toSelf) = direction == .clientToServer ? (out.toUpstream, out.toClient) : (out.toClient, out.toUpstream)
-        for b in toPartner { partner?.context?.write(wrapOutboundOut(b), promise: nil) }
-        for b in toSelf { context.write(wrapOutboundOut(b), promise: nil) }
-        if !toSelf.isEmpty { context.flush() }
-        if let reason = out.close {
-            broken = true
-            session.close(reason: reason)
-        } else if session.draining {
-            session.endUpstreamIfQuiet()
-        }
+        session.carryOut(out, flushPartnerLater: direction)
     }
 
     /// The client side stops reading once a shutdown has nothing more to take from it.
-    var mayRead: Bool { direction == .serverToClient || session.clientMayRead }
+    var mayRead: Bool {
+        direction == .serverToClient || (session.clientMayRead && session.engine?.mayReadClient != false)
+    }
 
     /// Whether what reading this channel produces can be taken: the partner's channel must
     /// have room, and in emulation mode this channel's too, since nbdtap answers some
@@ -88,12 +86,28 @@ final class RelayHandler: ChannelInboundHandler {
         guard let p = partner?.context else { return }
         p.flush()
         guard mayRead else { return }
+        if throttle(context) { return }
         if outputsHaveRoom(p, context) {
             context.read()
         } else {
             readPending = true
         }
         session.pollBeforeSleeping()
+    }
+
+    /// `--rate`: after a read, waits as long as the buckets say before the next one.
+    func throttle(_ context: ChannelHandlerContext) -> Bool {
+        guard let shaper = session.shaper else { return false }
+        let wait = shaper.take(bytesThisRound, reading: direction == .clientToServer)
+        bytesThisRound = 0
+        guard wait > 0 else { return false }
+        readPending = true
+        throttledUntil = monotonicNanoseconds() &+ wait
+        context.eventLoop.scheduleTask(in: .nanoseconds(Int64(min(wait, 3_600_000_000_000)))) { [weak self] in
+            self?.throttledUntil = nil
+            self?.resume()
+        }
+        return true
     }
 
     /// Starts the first read once both sides are wired.
@@ -110,7 +124,7 @@ final class RelayHandler: ChannelInboundHandler {
     }
 
     func resume() {
-        guard readPending, mayRead, let c = context, let p = partner?.context, outputsHaveRoom(p, c) else { return }
+        guard readPending, throttledUntil == nil, mayRead, let c = context, let p = partner?.context, outputsHaveRoom(p, c) else { return }
         readPending = false
         c.read()
     }

@@ -6,11 +6,16 @@ struct StreamWindow {
     private var chunks: [ByteBuffer] = []
     /// Stream offset of the first byte held.
     private(set) var start: UInt64 = 0
+    /// Bytes held (what a hold keeps in memory, bounded by the relay).
+    private(set) var count = 0
 
-    var end: UInt64 { start + UInt64(chunks.reduce(0) { $0 + $1.readableBytes }) }
+    var end: UInt64 { start + UInt64(count) }
 
     mutating func append(_ b: ByteBuffer) {
-        if b.readableBytes > 0 { chunks.append(b) }
+        if b.readableBytes > 0 {
+            chunks.append(b)
+            count += b.readableBytes
+        }
     }
 
     /// Removes the bytes [start, offset) and returns them as slices.
@@ -23,6 +28,7 @@ struct StreamWindow {
             out.append(c.readSlice(length: n)!)
             want -= UInt64(n)
             start += UInt64(n)
+            count -= n
             if c.readableBytes == 0 { chunks.removeFirst() } else { chunks[0] = c }
         }
         return out

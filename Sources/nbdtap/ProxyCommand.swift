@@ -22,6 +22,8 @@ struct ProxyCommand: ParsableCommand {
 
     @OptionGroup(title: "Legacy-peer emulation") var emulation: EmulationArguments
 
+    @OptionGroup(title: "Faults and shaping (layers stack in the order given, the first nearest the client)") var layers: LayerArguments
+
     @Option(name: .long, help: "Write both legs of every connection to FILE as a pcap (Unix-socket legs with stand-in addresses).")
     var pcap: String?
 
@@ -79,7 +81,7 @@ struct ProxyCommand: ParsableCommand {
         config.handshakeTimeoutSeconds = handshakeTimeout
         config.idleTimeoutSeconds = idleTimeout
         config.maxConnections = maxConnections
-        config.emulation = try emulation.options()
+        config.policy = try layers.chain(emulation: emulation)
         let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
         let recorder = try pcap.map { path -> PcapRecorder in
             do { return try PcapRecorder(path: path) } catch {
