@@ -73,8 +73,10 @@ public struct ErrorRule: Hashable, Sendable {
     }
 
     /// Whether this request fails. Counts it as matched when its command and range match.
-    mutating func fires(_ request: RequestHeader, fileExists: (String) -> Bool) -> Bool {
-        guard let c = LayerCommand(request.command), commands.contains(c) else { return false }
+    /// `command` is what the layer sees the request as (WRITEs, for a WRITE_ZEROES the
+    /// emulation serves with them).
+    mutating func fires(_ request: RequestHeader, as command: LayerCommand?, fileExists: (String) -> Bool) -> Bool {
+        guard let c = command, commands.contains(c) else { return false }
         if let range {
             let end = request.offset &+ max(request.length, 1)
             guard request.offset < range.upperBound, end > range.lowerBound || end < request.offset else { return false }

@@ -34,17 +34,27 @@ public struct PolicyChain: Hashable, Sendable {
         layers.compactMap { if case .maxPayload(let n) = $0 { return n } else { return nil } }.min()
     }
 
-    public var rate: [RateLayer] { layers.compactMap { if case .rate(let r) = $0 { return r } else { return nil } } }
+    /// Every `--rate` given, as one set of limits.
+    public var rate: RateLayer? {
+        let all = layers.compactMap { if case .rate(let r) = $0 { return r } else { return nil } }
+        guard let first = all.first else { return nil }
+        return RateLayer(limits: all.flatMap(\.limits), burstSeconds: all.map(\.burstSeconds).max() ?? first.burstSeconds)
+    }
 
     public var disconnect: DisconnectLayer? {
         for case .disconnect(let d) in layers { return d }
         return nil
     }
 
-    /// Runs one request through the layers.
+    /// Runs one request through the layers. A layer that turns the request into others
+    /// (the emulation's WRITEs of zeroes, `--max-payload`'s pieces) shows the layers after
+    /// it what it sends, as nbdkit's filters below one see the calls it makes: a delay
+    /// after it counts once per piece (nbdkit's filters take pieces one after another), an
+    /// error rule after it matches the pieces' command and fails the client's request.
     public mutating func request(_ context: RequestContext) -> RequestPlan {
         var plan = RequestPlan(header: context.header)
-        let command = LayerCommand(context.header.command)
+        var command = LayerCommand(context.header.command)
+        var pieces: UInt64 = 1
         layers: for i in layers.indices {
             switch layers[i] {
             case .emulate(let options):
@@ -59,22 +69,26 @@ public struct PolicyChain: Hashable, Sendable {
                     break layers
                 case .emulateZero(let writes):
                     plan.outcome = .emulateZero(writes)
-                    break layers
+                    command = .write
+                    pieces = UInt64(writes.count)
                 }
             case .delay(var d):
-                plan.delay += d.delay(for: command)
+                plan.delay += d.delay(for: command) &* pieces
                 layers[i] = .delay(d)
             case .error(var rule):
-                let fires = rule.fires(plan.header, fileExists: context.fileExists)
+                let fires = rule.fires(plan.header, as: command, fileExists: context.fileExists)
                 layers[i] = .error(rule)
                 if fires {
                     plan.outcome = .answer(rule.error, reason: "injected (--error)", layer: "error")
                     break layers
                 }
             case .maxPayload(let n):
-                plan.maxPiece = min(plan.maxPiece ?? n, n)
+                if case .forward = plan.outcome, command == .read || command == .write, plan.header.length > UInt64(n) {
+                    plan.maxPiece = min(plan.maxPiece ?? n, n)
+                    pieces = (plan.header.length + UInt64(n) - 1) / UInt64(n)
+                }
             case .noExtents:
-                if let answer = Self.allData(plan.header, context) {
+                if case .forward = plan.outcome, let answer = Self.allData(plan.header, context) {
                     plan.outcome = answer
                     break layers
                 }
@@ -82,9 +96,14 @@ public struct PolicyChain: Hashable, Sendable {
                 break
             }
         }
-        if case .forward = plan.outcome, case .requests(let n) = disconnect?.point {
-            forwarded += 1
-            if forwarded == n { plan.disconnectAfter = true }
+        switch plan.outcome {
+        case .forward, .emulateZero:
+            if case .requests(let n) = disconnect?.point {
+                forwarded += 1
+                if forwarded == n { plan.disconnectAfter = true }
+            }
+        case .answer, .answerAllData:
+            break
         }
         return plan
     }

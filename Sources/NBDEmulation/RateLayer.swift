@@ -15,6 +15,12 @@ public struct RateLayer: Hashable, Sendable {
         public var scope: Scope
         public var way: Way
         public var bytesPerSecond: UInt64
+
+        public init(scope: Scope, way: Way, bytesPerSecond: UInt64) {
+            self.scope = scope
+            self.way = way
+            self.bytesPerSecond = bytesPerSecond
+        }
     }
 
     public var limits: [Limit]

@@ -61,7 +61,13 @@ extension PolicyEngine {
         let plan = chain.request(context)
         let headerEnd = offset + UInt64(r.header.wireLength)
         let due = plan.delay > 0 ? now &+ plan.delay : 0
-        if plan.delay > 0 { holds.append(Hold(offset: offset, until: .time(due))) }
+        switch plan.outcome {
+        case .forward, .emulateZero:
+            // What goes upstream waits in the stream; nbdtap's own answers wait as replies.
+            if plan.delay > 0 { holds.append(Hold(offset: offset, until: .time(due))) }
+        case .answer, .answerAllData:
+            break
+        }
         switch plan.outcome {
         case .forward:
             if plan.pieces > 1, let piece = plan.maxPiece {

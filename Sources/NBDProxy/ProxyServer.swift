@@ -39,7 +39,7 @@ public final class ProxyServer: @unchecked Sendable {
         self.sink = sink
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         self.poller = IdlePoller(windowMicroseconds: config.idlePollMicroseconds)
-        self.sharedRate = config.policy.rate.first.map { SharedRateBuckets($0) }
+        self.sharedRate = config.policy.rate.map { SharedRateBuckets($0) }
         self.disconnects = DisconnectBudget(times: config.policy.disconnect?.times)
     }
 
@@ -110,7 +110,7 @@ public final class ProxyServer: @unchecked Sendable {
         if !config.policy.isTransparent {
             session.engine = PolicyEngine(chain: config.policy) { [weak self] in self?.disconnects.claim() ?? false }
         }
-        if let rate = config.policy.rate.first { session.shaper = RateShaper(rate, shared: sharedRate) }
+        if let rate = config.policy.rate { session.shaper = RateShaper(rate, shared: sharedRate) }
         poller.connections.add(1, ordering: .relaxed)
         if poller.enabled { session.poller = poller }
         session.clientDescriptor = clientFD
