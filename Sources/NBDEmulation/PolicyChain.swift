@@ -10,6 +10,9 @@ public struct PolicyChain: Hashable, Sendable {
     /// Requests forwarded so far on this connection (for `--disconnect-after requests=N`).
     var forwarded: UInt64 = 0
 
+    /// The longest READ or WRITE `--max-payload` splits.
+    public static let maxSplitLength: UInt64 = 64 << 20
+
     public init(_ layers: [PolicyLayer] = []) {
         self.layers = layers
     }
@@ -83,6 +86,12 @@ public struct PolicyChain: Hashable, Sendable {
                     break layers
                 }
             case .maxPayload(let n):
+                if case .forward = plan.outcome, command == .read || command == .write, plan.header.length > Self.maxSplitLength {
+                    // nbdkit's server refuses these before any filter too; splitting them
+                    // would cost memory in proportion to a length the client chooses.
+                    plan.outcome = .answer(.einval, reason: "longer than 64 MiB, which --max-payload does not split", layer: "max-payload")
+                    break layers
+                }
                 if case .forward = plan.outcome, command == .read || command == .write, plan.header.length > UInt64(n) {
                     plan.maxPiece = min(plan.maxPiece ?? n, n)
                     pieces = (plan.header.length + UInt64(n) - 1) / UInt64(n)

@@ -39,8 +39,13 @@ extension PolicyEngine {
     /// first error, so the client gets one reply when the last piece is answered.
     struct Aggregate {
         var request: RequestHeader
+        /// Pieces sent and not answered yet.
         var remaining: UInt64
         var error: ErrorValue = .ok
+        /// An emulated zero's WRITEs, sent a window at a time: the rest go as earlier ones
+        /// are answered, so a zero of any length costs bounded memory.
+        var writes: ZeroWrites?
+        var nextWrite = 0
         /// An error chunk of a piece already reached the client (structured READ).
         var errorRelayed = false
     }
@@ -53,24 +58,31 @@ extension PolicyEngine {
         var count: UInt64
     }
 
-    /// The WRITEs of zeroes standing in for a client's WRITE_ZEROES, in order, each with a
-    /// cookie of nbdtap's own and a slice of the shared zero buffer as payload.
+    /// Emulated zero WRITEs in flight per client WRITE_ZEROES at most.
+    static let zeroWindow = 16
+
+    /// The first WRITEs of zeroes standing in for a client's WRITE_ZEROES (at most
+    /// `zeroWindow`; `pieceAnswered` sends the rest), each with a cookie of nbdtap's own
+    /// and a slice of the shared zero buffer as payload.
     func emulate(_ request: RequestHeader, _ writes: ZeroWrites, session: ProxySession) -> [ByteBuffer] {
-        var out: [ByteBuffer] = []
-        if !writes.isEmpty {
-            aggregates[request.cookie] = Aggregate(request: request, remaining: UInt64(writes.count))
-        }
-        for w in writes {
-            let cookie = ownCookie(session)
-            ownCookies[cookie] = OwnRequest(clientCookie: request.cookie, kind: .write, length: UInt64(w.length))
-            out.append(header(.write, w.fua ? .fua : [], cookie: cookie, offset: w.offset, length: UInt64(w.length)))
-            var left = Int(w.length)
-            while left > 0 {
-                let z = Self.zeroes
-                let n = min(left, z.readableBytes)
-                out.append(z.getSlice(at: z.readerIndex, length: n)!)
-                left -= n
-            }
+        guard !writes.isEmpty else { return [] }
+        let first = min(writes.count, Self.zeroWindow)
+        aggregates[request.cookie] = Aggregate(request: request, remaining: UInt64(first), writes: writes, nextWrite: first)
+        let client = session.tap.decoder
+        return (0..<first).flatMap { zeroWrite(writes[writes.startIndex + $0], for: request.cookie, client) }
+    }
+
+    /// One WRITE of zeroes: its header and the zero slices.
+    func zeroWrite(_ w: ZeroWrite, for clientCookie: UInt64, _ client: borrowing ConversationDecoder) -> [ByteBuffer] {
+        let cookie = ownCookie(client)
+        ownCookies[cookie] = OwnRequest(clientCookie: clientCookie, kind: .write, length: UInt64(w.length))
+        var out = [header(.write, w.fua ? .fua : [], cookie: cookie, offset: w.offset, length: UInt64(w.length))]
+        var left = Int(w.length)
+        while left > 0 {
+            let z = Self.zeroes
+            let n = min(left, z.readableBytes)
+            out.append(z.getSlice(at: z.readerIndex, length: n)!)
+            left -= n
         }
         return out
     }
@@ -91,11 +103,12 @@ extension PolicyEngine {
         let flags = h.flags.subtracting(.payloadLen)
         func pieceLength(_ i: UInt64) -> UInt64 { min(UInt64(piece), h.length - i * UInt64(piece)) }
         session.note("Split", [("id", String(r.id)), ("pieces", String(count)), ("max_payload", String(piece))])
+        let client = session.tap.decoder
         switch h.command {
         case .write:
             aggregates[h.cookie] = Aggregate(request: h, remaining: count)
             for i in 0..<count {
-                let cookie = ownCookie(session)
+                let cookie = ownCookie(client)
                 ownCookies[cookie] = OwnRequest(clientCookie: h.cookie, kind: .write, length: pieceLength(i))
                 let bytes = header(.write, flags, cookie: cookie, offset: h.offset + i * UInt64(piece), length: pieceLength(i))
                 if i == 0 {
@@ -109,13 +122,13 @@ extension PolicyEngine {
             aggregates[h.cookie] = Aggregate(request: h, remaining: count)
             var headers: [ByteBuffer] = []
             for i in 0..<count {
-                let cookie = ownCookie(session)
+                let cookie = ownCookie(client)
                 ownCookies[cookie] = OwnRequest(clientCookie: h.cookie, kind: .structuredRead, length: pieceLength(i))
                 headers.append(header(.read, flags, cookie: cookie, offset: h.offset + i * UInt64(piece), length: pieceLength(i)))
             }
             clientEdits.append(Edit(start: offset, end: headerEnd, replacement: headers))
         case .read:
-            let cookie = ownCookie(session)
+            let cookie = ownCookie(client)
             ownCookies[cookie] = OwnRequest(clientCookie: h.cookie, kind: .sequentialRead(index: 0), length: pieceLength(0))
             sequentialReads[h.cookie] = SequentialRead(request: h, piece: piece, count: count)
             holds.append(Hold(offset: offset, until: .upstreamIdle))
@@ -177,6 +190,7 @@ extension PolicyEngine {
     /// to send upstream, if one is due.
     func pieceAnswered(_ c: CompletedRequest, session: ProxySession) -> [ByteBuffer] {
         guard let own = ownCookies.removeValue(forKey: c.request.cookie) else { return [] }
+        let client = session.tap.decoder
         let failed = c.outcome != .replied || c.error != .ok
         switch own.kind {
         case .sequentialRead:
@@ -185,7 +199,7 @@ extension PolicyEngine {
                 sequentialReads[own.clientCookie] = nil
                 return []
             }
-            let cookie = ownCookie(session)
+            let cookie = ownCookie(client)
             let at = s.request.offset + s.next * UInt64(s.piece)
             let length = min(UInt64(s.piece), s.request.offset + s.request.length - at)
             ownCookies[cookie] = OwnRequest(clientCookie: own.clientCookie, kind: .sequentialRead(index: s.next), length: length)
@@ -196,9 +210,16 @@ extension PolicyEngine {
             guard var a = aggregates[own.clientCookie] else { return [] }
             a.remaining -= 1
             if a.error == .ok && failed { a.error = c.error == .ok ? .eio : c.error }
+            var next: [ByteBuffer] = []
+            if a.error == .ok, let writes = a.writes, a.nextWrite < writes.count {
+                // The first error stops the rest, as nbdkit's emulation does.
+                next = zeroWrite(writes[writes.startIndex + a.nextWrite], for: own.clientCookie, client)
+                a.nextWrite += 1
+                a.remaining += 1
+            }
             if a.remaining > 0 {
                 aggregates[own.clientCookie] = a
-                return []
+                return next
             }
             aggregates[own.clientCookie] = nil
             if case .structuredRead = own.kind {

@@ -180,8 +180,8 @@ final class PolicyEngine {
     /// A cookie of nbdtap's own, never one in flight from the client (forwarded, or in
     /// this same read and not yet fed to the upstream conversation) or upstream: a client
     /// may use any value, this range included.
-    func ownCookie(_ session: ProxySession) -> UInt64 {
-        while session.tap.decoder.isInFlight(cookie: nextOwnCookie) || upstream.isInFlight(cookie: nextOwnCookie)
+    func ownCookie(_ client: borrowing ConversationDecoder) -> UInt64 {
+        while client.isInFlight(cookie: nextOwnCookie) || upstream.isInFlight(cookie: nextOwnCookie)
             || ownCookies[nextOwnCookie] != nil || aggregates[nextOwnCookie] != nil {
             nextOwnCookie &+= 1
         }

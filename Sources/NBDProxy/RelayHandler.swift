@@ -85,7 +85,12 @@ final class RelayHandler: ChannelInboundHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         guard let p = partner?.context else { return }
         p.flush()
-        guard mayRead else { return }
+        guard mayRead else {
+            // Shutting down, or a hold keeps as much as it may: `resume` reads again when
+            // that changes (it checks `mayRead` too).
+            readPending = true
+            return
+        }
         if throttle(context) { return }
         if outputsHaveRoom(p, context) {
             context.read()

@@ -174,6 +174,39 @@ struct LayerTests {
         }
     }
 
+    /// An emulated zero in 64 KiB pieces goes upstream a window at a time (16 WRITEs in
+    /// flight at most): all 256 pieces when they succeed, the data reads back as zeroes;
+    /// when the upstream fails every WRITE (nbdkit's error filter), the first window only,
+    /// and the client gets the error.
+    @Test func emulatedZeroesGoUpstreamAWindowAtATime() throws {
+        let s = try Scratch()
+        let sock = try s.nbdkit(["memory", "32M"])
+        let cmd = try script(s, "c.py", """
+            h.connect_uri(os.environ["uri"])
+            h.pwrite(b"\\x5a" * (16 << 20), 0)
+            try:
+                h.zero(16 << 20, 0); print("zero ok")
+            except nbd.Error as e:
+                print("zero", e.errno)
+            print("zeroes", h.pread(16 << 20, 0) == bytes(16 << 20))
+            """)
+        let r = try proxy(s, sock, ["--zeromode", "emulate", "--max-payload", "64k"], cmd)
+        #expect(r.output.contains("zero ok") && r.output.contains("zeroes True"), "\(r.output)")
+        let writes = s.contents("nbdkit.log").split(separator: "\n").filter { $0.contains(" Write id=") && $0.hasSuffix("...") }
+        #expect(writes.count == 256 + 256, "\(writes.count)")  // the client's 16 MiB in 64 KiB pieces, then the zero's
+        let failing = try s.nbdkit(["--filter=error", "memory", "32M", "error-pwrite=EIO", "error-pwrite-rate=1"], name: "failing")
+        let f = try proxy(s, failing, ["--zeromode", "emulate", "--max-payload", "64k"], try script(s, "z.py", """
+            h.connect_uri(os.environ["uri"])
+            try:
+                h.zero(16 << 20, 0); print("zero ok")
+            except nbd.Error as e:
+                print("zero", e.errno)
+            """))
+        #expect(f.output.contains("zero EIO"), "\(f.output)")
+        let tried = s.contents("failing.log").split(separator: "\n").filter { $0.contains(" Write id=") && $0.hasSuffix("...") }
+        #expect(tried.count == 16, "\(tried.count)")
+    }
+
     // MARK: --no-extents
 
     @Test(arguments: ["qemu-img", Peers.qemu10("qemu-img")])

@@ -32,6 +32,17 @@ struct PolicyChainTests {
         #expect(c.request(context(.write, length: 4096)).pieces == 1)
     }
 
+    /// nbdkit's server refuses READs and WRITEs over 64 MiB before any filter; nbdtap does
+    /// not split them either (the pieces' memory would follow the client's length).
+    @Test func maxPayloadDoesNotSplitPast64MiB() throws {
+        var c = try chain("--max-payload", "512")
+        #expect(c.request(context(.write, length: 64 << 20)).pieces == 131_072)
+        #expect(c.request(context(.read, length: (64 << 20) + 1)).outcome
+                == .answer(.einval, reason: "longer than 64 MiB, which --max-payload does not split", layer: "max-payload"))
+        // Other commands are not its business.
+        #expect(c.request(context(.trim, length: 1 << 30)).outcome == .forward)
+    }
+
     @Test func emulatedZeroesAreWritesToTheLayersBelow() throws {
         // nozero's emulation (zeromode=emulate) turns a zero into pwrites, which the delay
         // and error filters below see as writes.
