@@ -65,4 +65,47 @@ struct OwnReplyBackpressureTests {
         #expect(grown < 32 * 1024, "RSS grew by \(grown) KiB: \(samples)")
         #expect(!s.output(of: "client").contains("sent all"), "\(s.output(of: "client"))")
     }
+
+    /// A delay holds the client's stream, and the hold keeps at most 64 MiB: a client
+    /// sending 1 MiB WRITEs without pause through `--delay write=1h` is stopped being read
+    /// there, instead of nbdtap holding every WRITE it sends.
+    @Test func aDelayHoldsABoundedPartOfTheClientsStream() throws {
+        let s = try Scratch()
+        let up = try s.nbdkit(["memory", "1G"], logFilter: false)
+        let px = s.path("px.sock")
+        let proxy = try s.start(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(up)", "--listen", "nbd+unix:///?socket=\(px)",
+                                               "--delay", "write=3600s", "--quiet"], name: "px")
+        try s.waitFor(px)
+        let before = rssKiB(proxy.processIdentifier)
+        let client = try s.start("/usr/bin/python3", ["-c", """
+            import socket, struct, threading, time
+            s = socket.socket(socket.AF_UNIX); s.connect("\(px)")
+            assert len(s.recv(18, socket.MSG_WAITALL)) == 18
+            s.sendall(struct.pack(">I", 3) + struct.pack(">QII", 0x49484156454F5054, 7, 6) + struct.pack(">IH", 0, 0))
+            while True:
+                h = s.recv(20, socket.MSG_WAITALL); n = struct.unpack(">I", h[16:20])[0]
+                s.recv(n, socket.MSG_WAITALL) if n else b""
+                if struct.unpack(">I", h[12:16])[0] == 1: break
+            data = bytes(1 << 20)
+            def send():
+                try:
+                    for i in range(512): s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, i, i << 20, 1 << 20) + data)
+                    print("sent all", flush=True)
+                except OSError as e:
+                    print("send stopped:", e, flush=True)
+            threading.Thread(target=send, daemon=True).start()
+            time.sleep(600)
+            """], name: "client")
+        var samples: [Int] = []
+        for _ in 0..<32 {
+            usleep(250_000)
+            samples.append(rssKiB(proxy.processIdentifier))
+        }
+        kill(client.processIdentifier, SIGKILL)
+        kill(proxy.processIdentifier, SIGKILL)
+        // 512 MiB sent; the hold keeps 64 MiB and one read more.
+        let grown = (samples.max() ?? 0) - before
+        #expect(grown < 100 * 1024, "RSS grew by \(grown) KiB: \(samples)")
+        #expect(!s.output(of: "client").contains("sent all"), "\(s.output(of: "client"))")
+    }
 }
