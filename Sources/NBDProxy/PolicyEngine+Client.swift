@@ -81,7 +81,9 @@ extension PolicyEngine {
         case .answer(let error, let reason, let layer):
             drop(r.header, at: offset)
             pendingReplies.append(PendingReply(due: due, bytes: reply(to: r.header, error: error)))
-            session.note(layer == "emulate" ? "Emulate" : "Inject",
+            // The log's action names the kind of layer: emulation, injected fault, or a
+            // limit nbdtap enforces (--max-payload's longest split).
+            session.note(layer == "emulate" ? "Emulate" : layer == "error" ? "Inject" : "Refuse",
                          [("id", String(r.id)), ("answered", "NBD_CMD_\(r.header.command.name)"), ("error", error.name), ("reason", reason)])
         case .answerAllData(let contexts, let length):
             drop(r.header, at: offset)
