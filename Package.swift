@@ -79,8 +79,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            plugins: ["BuildInfo"]
         ),
+        /// `nbdtap --version`: the VERSION file and the git commit, written before each build.
+        .plugin(name: "BuildInfo", capability: .buildTool()),
         /// Helpers the test targets share: reading nbdkit logs and other ground truth.
         .target(name: "NBDTestSupport", path: "Tests/NBDTestSupport"),
         .testTarget(name: "NBDProtocolTests", dependencies: ["NBDProtocol", .product(name: "NIOCore", package: "swift-nio")]),

@@ -7,7 +7,8 @@ import Glibc
 struct NBDTap: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nbdtap",
-        abstract: "A transparent NBD proxy, legacy-peer emulator, request logger and capture decoder.",
+        abstract: "A transparent NBD proxy, legacy-peer emulator, fault injector, request logger, capture decoder and replayer.",
+        version: "nbdtap \(BuildInfo.version) (commit \(BuildInfo.commit))",
         subcommands: [ProxyCommand.self, DecodeCommand.self, ReplayCommand.self, ProfilesCommand.self, DemoCommand.self]
     )
 
