@@ -9,7 +9,13 @@ import NIOCore
 struct DecodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decode",
-        abstract: "Decode recorded NBD sessions (pcap, pcapng, .nbdt transcripts) or a live interface into the proxy's log and statistics."
+        abstract: "Decode recorded NBD sessions (pcap, pcapng, .nbdt transcripts) or a live interface into the proxy's log and statistics.",
+        discussion: """
+            Examples (as in the README):
+              nbdtap decode f.pcap --log -
+              nbdtap decode legs.pcap --stats-format json --stats stats.json
+              sudo nbdtap decode --interface lo --filter 'tcp port 10809'
+            """
     )
 
     enum View: String, ExpressibleByArgument, CaseIterable {

@@ -9,7 +9,18 @@ import NBDReport
 struct ProxyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "proxy",
-        abstract: "Relay NBD connections to an upstream server, logging every request and reply."
+        abstract: "Relay NBD connections to an upstream server, logging every request and reply.",
+        discussion: """
+            Examples (as in the README):
+              nbdtap proxy --upstream nbd+unix:///?socket=/tmp/up.sock --log -
+              nbdtap proxy --upstream nbd+unix:///?socket=/tmp/up.sock --run 'qemu-img info "$uri"'
+              nbdtap proxy --upstream nbd://127.0.0.1:10810 --pcap legs.pcap --log proxy.log
+              nbdtap proxy --upstream nbd+unix:///?socket=/tmp/up.sock --emulate pre-fast-zero
+              nbdtap proxy --upstream nbd+unix:///?socket=/tmp/up.sock --zeromode emulate
+              nbdtap proxy --upstream nbd+unix:///?socket=/tmp/q.sock --max-payload 256k --delay write=20ms --error zero=ENOSPC,every=3
+              nbdtap proxy --upstream nbd+unix:///?socket=/tmp/q.sock --disconnect-after requests=100
+            Layers (--delay, --error, --rate, --max-payload, --no-extents, --disconnect-after and the emulation options) stack in the order given, the first nearest the client, as nbdkit's --filter options do.
+            """
     )
 
     @Option(name: .long, help: "Upstream server: nbd://host[:port]/export or nbd+unix:///export?socket=PATH.")

@@ -11,7 +11,13 @@ struct ReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Re-drive recorded NBD sessions (pcap, pcapng, .nbdt) against a server and report where its answers differ.",
-        discussion: "Exit status: 0 when every recorded request was sent and every reply and negotiation matched, 1 when something differed or was not sent, 2 on a usage or input error. Docs/replay.md has the details."
+        discussion: """
+            Exit status: 0 when every recorded request was sent and every reply and negotiation matched, 1 when something differed or was not sent, 2 on a usage or input error. Docs/replay.md has the details.
+
+            Examples (as in the README):
+              nbdtap replay Captures/qemu-img-map/session.pcap --dry-run
+              nbdtap replay session.pcap --upstream nbd+unix:///?socket=/tmp/up.sock --allow-writes
+            """
     )
 
     enum ReportFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
