@@ -22,6 +22,9 @@ public struct ConversationDecoder {
     var structuredReplies = false
     var extendedHeaders = false
     var metaContexts: [UInt32: String] = [:]
+    /// After STARTTLS: whether the client's next bytes were judged (TLS, or plaintext
+    /// relayed by a proxy that terminated TLS).
+    var tlsJudged = false
     var pendingMetaContexts: [UInt32: String] = [:]
     var exportName = ""
     var exportSize: UInt64 = 0
@@ -193,6 +196,23 @@ public struct ConversationDecoder {
                     input.moveReaderIndex(forwardBy: input.readableBytes)
                 }
                 return
+            }
+            if phase == .tls && d == .clientToServer && !tlsJudged {
+                // After STARTTLS's ACK a TLS client sends a handshake record (0x16); a
+                // proxy that terminated TLS (nbdtap's own --tls) relays the client's
+                // options in plaintext, which decode as any others.
+                var prefix = Array(state(d).pending.readableBytesView.prefix(8))
+                prefix += input.readableBytesView.prefix(8 - prefix.count)
+                let magic = withUnsafeBytes(of: NBDMagic.iHaveOpt.bigEndian) { Array($0) }
+                if prefix.count < 8 && prefix == Array(magic.prefix(prefix.count)) {
+                    withState(d) { $0.pending.writeBuffer(&input) }
+                    return
+                }
+                tlsJudged = true
+                if prefix == magic {
+                    phase = .options
+                    continue
+                }
             }
             if phase == .tls {
                 reportOpaque(d, &input, time, &events)
@@ -396,9 +416,11 @@ public struct ConversationDecoder {
     }
 
     var currentInfo: TransmissionInfo {
-        TransmissionInfo(style: style, exportName: exportName, size: exportSize, flags: transmissionFlags,
-                         structuredReplies: structuredReplies, extendedHeaders: extendedHeaders,
-                         metaContexts: metaContexts, blockSize: blockSize, viaGo: false)
+        var info = TransmissionInfo(style: style, exportName: exportName, size: exportSize, flags: transmissionFlags,
+                                    structuredReplies: structuredReplies, extendedHeaders: extendedHeaders,
+                                    metaContexts: metaContexts, blockSize: blockSize, viaGo: false)
+        info.tls = tlsJudged
+        return info
     }
 }
 

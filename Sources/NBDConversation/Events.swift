@@ -59,6 +59,9 @@ public struct TransmissionInfo: Hashable, Sendable {
     public var blockSize: (minimum: UInt32, preferred: UInt32, maximum: UInt32)?
     /// Whether it started through NBD_OPT_GO (else EXPORT_NAME or oldstyle).
     public var viaGo: Bool
+    /// Whether STARTTLS was acknowledged first (the options then decoded in plaintext: TLS
+    /// terminated by a proxy such as nbdtap).
+    public var tls = false
 
     public init(style: Style = .fixedNewstyle, exportName: String = "", size: UInt64 = 0, flags: TransmissionFlags = [],
                 structuredReplies: Bool = false, extendedHeaders: Bool = false, metaContexts: [UInt32: String] = [:],
@@ -77,7 +80,7 @@ public struct TransmissionInfo: Hashable, Sendable {
     public static func == (a: TransmissionInfo, b: TransmissionInfo) -> Bool {
         a.style == b.style && a.exportName == b.exportName && a.size == b.size && a.flags == b.flags
             && a.structuredReplies == b.structuredReplies && a.extendedHeaders == b.extendedHeaders
-            && a.metaContexts == b.metaContexts && a.viaGo == b.viaGo
+            && a.metaContexts == b.metaContexts && a.viaGo == b.viaGo && a.tls == b.tls
             && a.blockSize?.minimum == b.blockSize?.minimum && a.blockSize?.preferred == b.blockSize?.preferred
             && a.blockSize?.maximum == b.blockSize?.maximum
     }

@@ -192,6 +192,7 @@ extension ConversationDecoder {
                 startTransmission(d, offset, time, &events, viaGo: true)
             case .startTLS:
                 phase = .tls
+                tlsJudged = false
                 structuredReplies = false
                 extendedHeaders = false
                 metaContexts = [:]

@@ -19,6 +19,10 @@ extension PolicyEngine {
             case .clientFlags(let f) where !options.acceptsClientFlags(f):
                 // The spec: a server drops a client that sets a flag it did not offer.
                 out.close = "client flags 0x\(String(f.rawValue, radix: 16)) use a handshake flag nbdtap hid"
+            case .clientFlags where tls.upstream != .off:
+                startUpstreamTLS(after: e.streamOffset + 4)
+            case .option(let h, _) where tls.isActive && tlsOption(h, at: e.streamOffset, &out, session):
+                break
             case .option(let h, _):
                 switch options.optionDecision(h.option) {
                 case .forward:
@@ -141,6 +145,7 @@ extension PolicyEngine {
         case .time(let due): return monotonicNanoseconds() >= due
         case .upstreamIdle: return upstream.requestsInFlight == 0
         case .sequentialReadDone(let cookie): return sequentialReads[cookie] == nil
+        case .upstreamTLSAnswered: return upstreamTLS == .ready || upstreamTLS == .plaintext
         }
     }
 

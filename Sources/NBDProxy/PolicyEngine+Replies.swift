@@ -52,6 +52,11 @@ extension PolicyEngine {
             }
             ready.append(r.bytes)
             pendingReplies.removeFirst()
+            if r.startsTLS {
+                // Nothing after the ACK may go out in plaintext.
+                out.startClientTLS = true
+                break
+            }
         }
         sendClient(ready, session, &out)
     }

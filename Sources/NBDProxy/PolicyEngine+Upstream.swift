@@ -28,6 +28,8 @@ extension PolicyEngine {
                     ServerGreeting.newstyle(shownHandshake).write(to: &bytes)
                     upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(ServerGreeting.newstyleLength), replacement: [bytes]))
                 }
+            case .optionReply(let h, _, _) where h.option == .startTLS && upstreamTLS == .asked:
+                upstreamStartTLSAnswered(h, at: e.streamOffset, &out)
             case .optionReply(let h, let data, _) where options.handshake == .oldstyle:
                 // Replies to nbdtap's own GO: never shown to the client.
                 upstreamEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(OptionReplyHeader.length) + UInt64(h.dataLength)))
@@ -65,12 +67,12 @@ extension PolicyEngine {
                 pendingReplies.append(PendingReply(due: 0, bytes: greeting))
                 session.note("Emulate", [("handshake", "oldstyle"), ("upstream_eflags", "0x" + String(info.flags.rawValue, radix: 16)),
                                          ("shown_eflags", "0x" + String(shown.rawValue, radix: 16))])
-            case .transmissionStarted(let info):
+            case .transmissionStarted(let info) where !options.isTransparent:
                 session.note("Emulate", [("upstream_eflags", "0x" + String(info.flags.rawValue, radix: 16)),
                                          ("shown_eflags", "0x" + String(shown.rawValue, radix: 16))])
             case .violation(let v) where v.fatal:
                 out.close = "server broke the protocol: \(v.reason)"
-            case .clientFlags, .option, .request, .simpleReply, .replyChunk, .payload, .completed, .tlsStarted, .opaque,
+            case .clientFlags, .option, .request, .simpleReply, .replyChunk, .payload, .completed, .tlsStarted, .opaque, .transmissionStarted,
                  .violation, .compliance, .gap, .skipped, .closed:
                 break
             }

@@ -70,6 +70,9 @@ final class PolicyEngine {
     struct PendingReply {
         var due: UInt64
         var bytes: ByteBuffer
+        /// nbdtap's ACK to the client's STARTTLS: TLS starts on the client's channel once
+        /// it is written.
+        var startsTLS = false
     }
 
     struct Hold {
@@ -79,6 +82,8 @@ final class PolicyEngine {
             case upstreamIdle
             /// The split READ with this client cookie answered.
             case sequentialReadDone(UInt64)
+            /// The upstream answered nbdtap's own STARTTLS.
+            case upstreamTLSAnswered
         }
         var offset: UInt64
         var until: Until
@@ -90,9 +95,20 @@ final class PolicyEngine {
         var toClient: [ByteBuffer] = []
         /// A fatal violation or a decision to hang up, with the reason.
         var close: String?
+        /// Start TLS on the client's channel after writing `toClient`, on the upstream's
+        /// before writing `toUpstream`.
+        var startClientTLS = false
+        var startUpstreamTLS = false
     }
 
-    init(chain: PolicyChain, claimDisconnect: @escaping () -> Bool = { true }) {
+    /// TLS termination on either side (TLSSettings).
+    let tls: TLSSettings
+    var clientTLSStarted = false
+    enum UpstreamTLS { case none, asked, ready, plaintext }
+    var upstreamTLS = UpstreamTLS.none
+
+    init(chain: PolicyChain, tls: TLSSettings = TLSSettings(), claimDisconnect: @escaping () -> Bool = { true }) {
+        self.tls = tls
         self.chain = chain
         self.options = chain.emulation
         self.maxPayloadLimit = chain.maxPayload

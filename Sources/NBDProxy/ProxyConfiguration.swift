@@ -25,6 +25,8 @@ public struct ProxyConfiguration: Sendable {
     /// The policy layers (emulation, faults, shaping), nearest the client first; with
     /// none, the relay skips the engine entirely.
     public var policy = PolicyChain()
+    /// TLS termination on the client's side, the upstream's, or both.
+    public var tls = TLSSettings()
 
     public init(listen: NBDURI.Endpoint, upstream: NBDURI.Endpoint, logFormat: LogFormat?) {
         self.listen = listen

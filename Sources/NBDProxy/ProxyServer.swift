@@ -29,6 +29,8 @@ public final class ProxyServer: @unchecked Sendable {
     let sharedRate: SharedRateBuckets?
     /// `--disconnect-after ... times=K`: the cuts left.
     let disconnects: DisconnectBudget
+    /// Loaded by `start()` from `config.tls`.
+    var tlsContexts: TLSContexts?
     /// Called with the text of each connection's statistics when it closes.
     /// Called as each connection closes: its number, statistics, and why nbdtap closed it
     /// (nil when a peer simply hung up).
@@ -71,6 +73,11 @@ public final class ProxyServer: @unchecked Sendable {
     /// known to the idle poller; NIO does the I/O once the descriptor is handed to it.
     @discardableResult
     public func start() throws -> NBDURI.Endpoint {
+        if config.tls.isActive {
+            var host: String?
+            if case .tcp(let h, _) = config.upstream { host = h }
+            tlsContexts = try TLSContexts(config.tls, upstreamHost: host)
+        }
         let (fd, bound) = try Sockets.listen(config.listen, backlog: 256)
         if case .unix(let path) = config.listen { ownSocket = Sockets.FileIdentity(path: path) }
         let acceptor = Acceptor(listenFD: fd, onAccept: { [unowned self] client in self.adopt(client) },
@@ -107,8 +114,9 @@ public final class ProxyServer: @unchecked Sendable {
             self.poller.connections.subtract(1, ordering: .relaxed)
             self.onConnectionClosed?(s.id, s.tap.stats, s.closeReason)
         }
-        if !config.policy.isTransparent {
-            session.engine = PolicyEngine(chain: config.policy) { [weak self] in self?.disconnects.claim() ?? false }
+        if !config.policy.isTransparent || config.tls.isActive {
+            session.engine = PolicyEngine(chain: config.policy, tls: config.tls) { [weak self] in self?.disconnects.claim() ?? false }
+            session.tlsContexts = tlsContexts
         }
         if let rate = config.policy.rate { session.shaper = RateShaper(rate, shared: sharedRate) }
         poller.connections.add(1, ordering: .relaxed)

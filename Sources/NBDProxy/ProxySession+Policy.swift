@@ -9,8 +9,14 @@ extension ProxySession {
     func carryOut(_ out: PolicyEngine.Output, flushPartnerLater from: StreamDirection?) {
         let clientContext = clientHandler?.context
         let upstreamContext = upstreamHandler?.context
-        for b in out.toUpstream { upstreamContext?.write(NIOAny(b), promise: nil) }
         for b in out.toClient { clientContext?.write(NIOAny(b), promise: nil) }
+        if out.startClientTLS {
+            // The ACK goes out in plaintext first; everything after it through TLS.
+            clientContext?.flush()
+            startTLS(onClient: true)
+        }
+        if out.startUpstreamTLS { startTLS(onClient: false) }
+        for b in out.toUpstream { upstreamContext?.write(NIOAny(b), promise: nil) }
         if !out.toClient.isEmpty && from != .serverToClient { clientContext?.flush() }
         if !out.toUpstream.isEmpty && from != .clientToServer { upstreamContext?.flush() }
         if let reason = out.close {

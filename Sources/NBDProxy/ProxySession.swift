@@ -38,6 +38,10 @@ final class ProxySession {
     /// The two relay handlers, for bytes the engine sends when it wakes up.
     weak var clientHandler: RelayHandler?
     weak var upstreamHandler: RelayHandler?
+    /// TLS termination's contexts (nil: STARTTLS passes through).
+    var tlsContexts: TLSContexts?
+    /// An error line was logged for this connection already.
+    var errorNoted = false
     /// The engine's wake-up already scheduled (monotonic ns).
     var wakeScheduled: UInt64?
     /// `--rate`: the buckets this connection's bytes are taken from (nil: no limit).
@@ -202,6 +206,7 @@ final class ProxySession {
     func finish() {
         guard !finished else { return }
         finished = true
+        noteTLSEndedEarly()
         // The upstream went first: nbdtap cut the client off, perhaps in the middle of a
         // WRITE; that is not the client breaking the protocol.
         if upstreamEndedFirst { tap.finish(.clientToServer, at: wallClockNanoseconds(), logText: &logText, cutByRelay: true) }

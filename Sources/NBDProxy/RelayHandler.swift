@@ -1,5 +1,7 @@
 import NBDConversation
 import NIOCore
+import NIOSSL
+import NIOTLS
 
 /// Relays one direction: bytes read from this handler's channel are shown to the session's
 /// decoder, then written unchanged to the partner channel. Reads are issued by hand
@@ -15,6 +17,8 @@ final class RelayHandler: ChannelInboundHandler {
     weak var partner: RelayHandler?
     var readPending = false
     var broken = false
+    /// TLS (terminated by nbdtap) finished its handshake on this channel.
+    var tlsHandshakeDone = false
     /// Bytes read since the last read completed, for `--rate`.
     var bytesThisRound = 0
     /// `--rate`: reading waits until then (monotonic ns).
@@ -135,6 +139,7 @@ final class RelayHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? TLSUserEvent, case .handshakeCompleted = e { tlsHandshakeDone = true }
         if let e = event as? ChannelEvent, e == .inputClosed {
             // EOF from this side: the decoder learns the stream ended; the peer gets EOF
             // too, after what was already queued for it.
@@ -164,6 +169,20 @@ final class RelayHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A TLS peer that closes its socket without close_notify (libnbd, qemu and nbdkit
+        // all may) has ended the connection the way a plaintext peer does: not an error,
+        // once the handshake is done. Before that, it refused the handshake (a certificate
+        // it does not trust, say): that is the line a person needs.
+        if let e = error as? NIOSSLError, case .uncleanShutdown = e {
+            if !tlsHandshakeDone {
+                session.errorNoted = true
+                session.note("Error", [("side", direction == .clientToServer ? "client" : "server"),
+                                       ("error", "the peer closed during the TLS handshake (did it reject nbdtap's certificate or credentials?)")])
+            }
+            context.close(promise: nil)
+            return
+        }
+        session.errorNoted = true
         session.note("Error", [("side", direction == .clientToServer ? "client" : "server"), ("error", "\(error)")])
         context.close(promise: nil)
     }

@@ -102,6 +102,7 @@ extension ConnectionLog {
             o.string("style", i.style.rawValue)
             o.bool("structured_replies", i.structuredReplies)
             o.bool("extended_headers", i.extendedHeaders)
+            o.bool("tls", i.tls)
             var ctx = JSONObject()
             for (id, name) in i.metaContexts.sorted(by: { $0.key < $1.key }) { ctx.string(String(id), name) }
             o.object("meta_contexts", ctx)

@@ -97,7 +97,7 @@ extension ConnectionLog {
         func b(_ x: Bool) -> Int { x ? 1 : 0 }
         let bs = i.blockSize
         let extents = i.metaContexts.values.contains("base:allocation")
-        return "Connect export=\(ShellQuote.quote(i.exportName)) tls=0 size=\(flagsHex(i.size))"
+        return "Connect export=\(ShellQuote.quote(i.exportName)) tls=\(i.tls ? 1 : 0) size=\(flagsHex(i.size))"
             + " minsize=\(flagsHex(bs?.minimum ?? 0)) prefsize=\(flagsHex(bs?.preferred ?? 0)) maxsize=\(flagsHex(bs?.maximum ?? 0))"
             + " write=\(b(!f.contains(.readOnly))) flush=\(b(f.contains(.sendFlush))) rotational=\(b(f.contains(.rotational)))"
             + " trim=\(b(f.contains(.sendTrim))) zero=\(f.contains(.sendWriteZeroes) ? 2 : 0) fua=\(f.contains(.sendFUA) ? 2 : 0)"

@@ -33,6 +33,8 @@ struct ProxyCommand: ParsableCommand {
 
     @OptionGroup(title: "Legacy-peer emulation") var emulation: EmulationArguments
 
+    @OptionGroup(title: "TLS termination") var tlsOptions: TLSArguments
+
     @OptionGroup(title: "Faults and shaping (layers stack in the order given, the first nearest the client)") var layers: LayerArguments
 
     @Option(name: .long, help: "Write both legs of every connection to FILE as a pcap (Unix-socket legs with stand-in addresses).")
@@ -64,7 +66,6 @@ struct ProxyCommand: ParsableCommand {
         if !(0...86_400).contains(handshakeTimeout) { throw ValidationError("--handshake-timeout must be 0 to 86400 seconds, not \(handshakeTimeout)") }
         if !(0...(30 * 86_400)).contains(idleTimeout) { throw ValidationError("--idle-timeout must be 0 to 2592000 seconds, not \(idleTimeout)") }
         if !(1...1_000_000).contains(maxConnections) { throw ValidationError("--max-connections must be 1 to 1000000, not \(maxConnections)") }
-        if upstream.tls { throw ValidationError("upstream TLS (nbds://) is not supported: TLS is relayed end to end, so use nbd:// and let the client negotiate STARTTLS") }
     }
 
     func run() throws {
@@ -93,6 +94,7 @@ struct ProxyCommand: ParsableCommand {
         config.idleTimeoutSeconds = idleTimeout
         config.maxConnections = maxConnections
         config.policy = try layers.chain(emulation: emulation)
+        config.tls = try tlsOptions.settings(upstreamURI: upstream)
         let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
         let recorder = try pcap.map { path -> PcapRecorder in
             do { return try PcapRecorder(path: path) } catch {

@@ -86,6 +86,29 @@ struct ScenarioTests {
         #expect(opaque == [10, 7])
     }
 
+    /// Bytes a proxy that terminated TLS relays (nbdtap's own `--tls`, and its `--pcap`):
+    /// after STARTTLS's ACK the options come in plaintext and decode as any others, in any
+    /// chunking (one byte at a time included).
+    @Test(arguments: [1, 3, 8, 1000])
+    func plaintextAfterStartTLSIsDecoded(_ chunk: Int) {
+        var c = ConversationBuilder()
+        c.fixedNewstyle()
+        c.option(.startTLS)
+        c.reply(.startTLS, .ack)
+        c.option(.structuredReply)
+        c.reply(.structuredReply, .ack)
+        c.option(.go) { InfoRequest(exportName: "", requests: []).write(to: &$0) }
+        c.reply(.go, .info, .info(.export(size: 1 << 20, flags: [.hasFlags])))
+        c.reply(.go, .ack)
+        c.request(.read, cookie: 1, offset: 0, length: 512)
+        c.chunk(cookie: 1, .offsetHole(offset: 0, length: 512), type: .offsetHole, done: true)
+        let ev = decode(c.transcript.records) { _, n in Array(stride(from: chunk, to: n, by: chunk)) }
+        #expect(ev.violations.isEmpty)
+        #expect(ev.contains { $0.kind == .tlsStarted })
+        #expect(!ev.contains { if case .opaque = $0.kind { return true } else { return false } })
+        #expect(ev.completed.map(\.request.command) == [.read])
+    }
+
     @Test func simpleReadErrorCarriesNoData() {
         var c = ConversationBuilder()
         c.negotiate(structured: false)

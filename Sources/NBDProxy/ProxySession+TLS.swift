@@ -1,0 +1,34 @@
+import NIOCore
+import NIOSSL
+
+/// Starting TLS on one of the session's channels in the middle of the connection: the
+/// handler goes first in the pipeline (nearest the socket), so the relay, the log and
+/// `--pcap` (whose handler comes after it) see plaintext. Bytes already flushed went out
+/// before it; bytes written after it wait in it until its handshake is done.
+extension ProxySession {
+    func startTLS(onClient: Bool) {
+        guard let contexts = tlsContexts else { return }
+        do {
+            if onClient, let server = contexts.server {
+                try client.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: server), position: .first)
+            } else if !onClient, let clientContext = contexts.client, let up = upstream {
+                let handler = try NIOSSLClientHandler(context: clientContext, serverHostname: contexts.hostname)
+                try up.pipeline.syncOperations.addHandler(handler, position: .first)
+            }
+        } catch {
+            close(reason: "cannot start TLS with the \(onClient ? "client" : "upstream"): \(error)")
+        }
+    }
+
+    /// A peer that hangs up in or right after the TLS handshake, before sending anything
+    /// in it, most often refused nbdtap's certificate (qemu checks it; TLS 1.3 lets the
+    /// server finish its part first, so nbdtap sees no handshake error): said in the log.
+    func noteTLSEndedEarly() {
+        guard let engine, !errorNoted else { return }
+        if engine.clientTLSStarted && tap.decoder.isTLS {
+            note("Error", [("side", "client"), ("error", "the client closed during or right after the TLS handshake, before any option (did it reject nbdtap's certificate?)")])
+        } else if engine.upstreamTLS == .ready && engine.upstream.isTLS {
+            note("Error", [("side", "server"), ("error", "the upstream closed during or right after the TLS handshake (did it reject nbdtap's client certificate?)")])
+        }
+    }
+}
