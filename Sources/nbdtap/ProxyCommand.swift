@@ -103,6 +103,10 @@ struct ProxyCommand: ParsableCommand {
             }
         }
         server.pcap = recorder
+        if recorder != nil && config.tls.isActive && !quiet {
+            // Whoever reads the file should know it holds what TLS protected.
+            warn("--pcap records the plaintext of the TLS sessions nbdtap terminates (decrypted; keep the file as private as the keys)")
+        }
         if !quiet {
             server.onConnectionClosed = { id, stats, reason in
                 let errors = stats.commands.reduce(0) { $0 + $1.1.errorCount }

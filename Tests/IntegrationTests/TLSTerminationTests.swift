@@ -146,4 +146,75 @@ struct TLSTerminationTests {
         #expect(log.contains("connection=2 Error side=client"), "\(log)")
         #expect(log.contains("connection=3 Error side=client"), "\(log)")
     }
+
+    /// psktool's key files: nbdtap's client side and upstream side with pre-shared keys,
+    /// nbdsh (libnbd's `tls-psk-file`) and qemu-img 7.2 and 10 (`tls-creds-psk`) to nbdkit
+    /// `--tls=require --tls-psk`; a client with another key fails, and nbdtap says so.
+    @Test func preSharedKeysBothSides() throws {
+        try Peers.requireQemu10()
+        let s = try Scratch()
+        try Peers.require("psktool")
+        for f in ["keys", "upstream", "wrong"] {
+            try s.run("psktool", ["-u", "alice", "-p", s.path("\(f).psk")])
+        }
+        try FileManager.default.createDirectory(atPath: s.path("qemu-psk"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: s.path("keys.psk"), toPath: s.path("qemu-psk/keys.psk"))
+        let up = try s.nbdkit(["--tls=require", "--tls-psk=\(s.path("upstream.psk"))", "memory", "16M"])
+        func nbdsh(_ keys: String) -> String {
+            "nbdsh -c 'h.set_uri_allow_local_file(True)' -c \"h.connect_uri('nbds+unix://alice@/?socket=$unixsocket&tls-psk-file=\(keys)')\" "
+                + "-c 'import os; d = os.urandom(1 << 20); h.pwrite(d, 0); h.flush(); print(\"same\", h.pread(1 << 20, 0) == d, \"tls\", h.get_tls_negotiated())'"
+        }
+        func qemuImg(_ tool: String) -> String {
+            "\(tool) info --image-opts --object tls-creds-psk,id=tls0,endpoint=client,dir=\(s.path("qemu-psk")),username=alice "
+                + "\"driver=nbd,server.type=unix,server.path=$unixsocket,tls-creds=tls0\""
+        }
+        let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(up)", "--upstream-tls", "require",
+                                         "--upstream-tls-psk", s.path("upstream.psk"), "--tls", "require", "--tls-psk", s.path("keys.psk"),
+                                         "--log", s.path("px.log"), "--quiet", "--run",
+                                         [nbdsh(s.path("keys.psk")), qemuImg("qemu-img"), qemuImg(Peers.qemu10("qemu-img")), nbdsh(s.path("wrong.psk"))]
+                                            .joined(separator: "; ")])
+        #expect(r.output.contains("same True tls True"), "\(r.output)")
+        #expect(r.output.components(separatedBy: "virtual size: 16 MiB").count - 1 == 2, "\(r.output)")
+        #expect(r.output.contains("gnutls_handshake"), "\(r.output)")
+        let px = s.contents("px.log")
+        #expect(requestCounts(px) == requestCounts(s.contents("nbdkit.log")))
+        #expect(px.contains("connection=4 Error side=client"), "\(px)")
+    }
+
+    /// Failures on the upstream side: a certificate for another name (server name checking
+    /// is on), and an upstream requiring TLS while nbdtap's upstream side is off (its
+    /// NBD_REP_ERR_TLS_REQD reaches the client).
+    @Test func upstreamNameMismatchAndTLSRequiredUpstream() throws {
+        let s = try Scratch()
+        let (a, b) = try credentials(s)
+        let up = try s.nbdkit(["--tls=require", "--tls-certificates=\(b)/server", "memory", "16M"])
+        let mismatch = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbds+unix:///?socket=\(up)", "--upstream-tls-certificates", b + "/client",
+                                                "--upstream-tls-hostname", "storage.example.com", "--log", s.path("m.log"), "--quiet",
+                                                "--run", "nbdinfo \"$uri\""])
+        #expect(mismatch.status != 0, "\(mismatch.output)")
+        #expect(s.contents("m.log").contains("Error side=server"), "\(s.contents("m.log"))")
+        let off = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(up)", "--tls", "on", "--tls-certificates", a + "/server",
+                                           "--log", s.path("o.log"), "--quiet", "--run", "nbdinfo \"$uri\""])
+        #expect(off.status != 0, "\(off.output)")
+        #expect(s.contents("o.log").contains("reply=ERR_TLS_REQD"), "\(s.contents("o.log"))")
+    }
+
+    /// `--tls-verify-peer`: a client without a certificate from the CA is refused, one with
+    /// it gets in (qemu-img sends client-cert.pem from its creds directory).
+    @Test func verifyPeerChecksClientCertificates() throws {
+        let s = try Scratch()
+        let (a, b) = try credentials(s)
+        let up = try s.nbdkit(["memory", "16M"])
+        // A directory with a's CA (to trust nbdtap) and no client certificate. (qemu checks
+        // its own certificate against its CA when loading, so it cannot send b's.)
+        try FileManager.default.createDirectory(atPath: s.path("mixed"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(a)/client/ca-cert.pem", toPath: s.path("mixed/ca-cert.pem"))
+        _ = b
+        let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(up)", "--tls", "require", "--tls-certificates", a + "/server",
+                                         "--tls-verify-peer", "--log", s.path("px.log"), "--quiet", "--run",
+                                         qemuImgTLS("qemu-img", a + "/client") + "; echo good $?; " + qemuImgTLS("qemu-img", s.path("mixed")) + "; echo mixed $?"])
+        #expect(r.output.contains("good 0") && r.output.contains("mixed 1"), "\(r.output)")
+        #expect(s.contents("px.log").contains("connection=2 Error side=client"), "\(s.contents("px.log"))")
+    }
 }
+
