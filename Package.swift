@@ -51,8 +51,17 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
+            ]
+        ),
+        /// TLS termination with swift-nio-ssl, apart from the relay so that what builds the
+        /// relay alone (the fuzz targets) does not build BoringSSL.
+        .target(
+            name: "NBDTLS",
+            dependencies: [
+                "NBDProxy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
@@ -78,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "nbdtap",
             dependencies: [
-                "NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDCapture", "NBDEmulation", "NBDReplay",
+                "NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDCapture", "NBDEmulation", "NBDReplay", "NBDTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -29,8 +29,9 @@ public final class ProxyServer: @unchecked Sendable {
     let sharedRate: SharedRateBuckets?
     /// `--disconnect-after ... times=K`: the cuts left.
     let disconnects: DisconnectBudget
-    /// Loaded by `start()` from `config.tls`.
-    var tlsContexts: TLSContexts?
+    /// TLS termination's credentials and library, when `config.tls` is active (set before
+    /// `start()`; nbdtap's command line gives NBDTLS's SwiftNIOSSLProvider).
+    public var tlsProvider: TLSProvider?
     /// Called with the text of each connection's statistics when it closes.
     /// Called as each connection closes: its number, statistics, and why nbdtap closed it
     /// (nil when a peer simply hung up).
@@ -73,11 +74,6 @@ public final class ProxyServer: @unchecked Sendable {
     /// known to the idle poller; NIO does the I/O once the descriptor is handed to it.
     @discardableResult
     public func start() throws -> NBDURI.Endpoint {
-        if config.tls.isActive {
-            var host: String?
-            if case .tcp(let h, _) = config.upstream { host = h }
-            tlsContexts = try TLSContexts(config.tls, upstreamHost: host)
-        }
         let (fd, bound) = try Sockets.listen(config.listen, backlog: 256)
         if case .unix(let path) = config.listen { ownSocket = Sockets.FileIdentity(path: path) }
         let acceptor = Acceptor(listenFD: fd, onAccept: { [unowned self] client in self.adopt(client) },
@@ -116,7 +112,7 @@ public final class ProxyServer: @unchecked Sendable {
         }
         if !config.policy.isTransparent || config.tls.isActive {
             session.engine = PolicyEngine(chain: config.policy, tls: config.tls) { [weak self] in self?.disconnects.claim() ?? false }
-            session.tlsContexts = tlsContexts
+            session.tls = tlsProvider
         }
         if let rate = config.policy.rate { session.shaper = RateShaper(rate, shared: sharedRate) }
         poller.connections.add(1, ordering: .relaxed)

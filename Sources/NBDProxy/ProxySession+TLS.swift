@@ -1,5 +1,4 @@
 import NIOCore
-import NIOSSL
 
 /// Starting TLS on one of the session's channels in the middle of the connection: the
 /// handler goes first in the pipeline (nearest the socket), so the relay, the log and
@@ -7,13 +6,12 @@ import NIOSSL
 /// before it; bytes written after it wait in it until its handshake is done.
 extension ProxySession {
     func startTLS(onClient: Bool) {
-        guard let contexts = tlsContexts else { return }
+        guard let tls else { return }
         do {
-            if onClient, let server = contexts.server {
-                try client.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: server), position: .first)
-            } else if !onClient, let clientContext = contexts.client, let up = upstream {
-                let handler = try NIOSSLClientHandler(context: clientContext, serverHostname: contexts.hostname)
-                try up.pipeline.syncOperations.addHandler(handler, position: .first)
+            if onClient {
+                try client.pipeline.syncOperations.addHandler(try tls.handler(serverSide: true), position: .first)
+            } else if let up = upstream {
+                try up.pipeline.syncOperations.addHandler(try tls.handler(serverSide: false), position: .first)
             }
         } catch {
             close(reason: "cannot start TLS with the \(onClient ? "client" : "upstream"): \(error)")

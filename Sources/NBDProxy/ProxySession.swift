@@ -38,8 +38,8 @@ final class ProxySession {
     /// The two relay handlers, for bytes the engine sends when it wakes up.
     weak var clientHandler: RelayHandler?
     weak var upstreamHandler: RelayHandler?
-    /// TLS termination's contexts (nil: STARTTLS passes through).
-    var tlsContexts: TLSContexts?
+    /// TLS termination's library (nil: STARTTLS passes through).
+    var tls: TLSProvider?
     /// An error line was logged for this connection already.
     var errorNoted = false
     /// The engine's wake-up already scheduled (monotonic ns).

@@ -1,6 +1,5 @@
 import NBDConversation
 import NIOCore
-import NIOSSL
 import NIOTLS
 
 /// Relays one direction: bytes read from this handler's channel are shown to the session's
@@ -173,7 +172,7 @@ final class RelayHandler: ChannelInboundHandler {
         // all may) has ended the connection the way a plaintext peer does: not an error,
         // once the handshake is done. Before that, it refused the handshake (a certificate
         // it does not trust, say): that is the line a person needs.
-        if let e = error as? NIOSSLError, case .uncleanShutdown = e {
+        if session.tls?.isUncleanShutdown(error) == true {
             if !tlsHandshakeDone {
                 session.errorNoted = true
                 session.note("Error", [("side", direction == .clientToServer ? "client" : "server"),

@@ -5,6 +5,7 @@ import NBDProtocol
 import NIOCore
 import NBDProxy
 import NBDReport
+import NBDTLS
 
 struct ProxyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -103,6 +104,16 @@ struct ProxyCommand: ParsableCommand {
             }
         }
         server.pcap = recorder
+        if config.tls.isActive {
+            var host: String?
+            if case .tcp(let h, _) = config.upstream { host = h }
+            do {
+                server.tlsProvider = try SwiftNIOSSLProvider(config.tls, upstreamHost: host)
+            } catch {
+                warn("\(error)")
+                throw ExitCode.failure
+            }
+        }
         if recorder != nil && config.tls.isActive && !quiet {
             // Whoever reads the file should know it holds what TLS protected.
             warn("--pcap records the plaintext of the TLS sessions nbdtap terminates (decrypted; keep the file as private as the keys)")

@@ -94,8 +94,13 @@ struct TLSTerminationTests {
         let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(up)", "--upstream-tls", "require",
                                          "--upstream-tls-certificates", b + "/client", "--tls", "require", "--tls-certificates", a + "/server",
                                          "--log", s.path("px.log"), "--pcap", s.path("px.pcap"), "--quiet", "--run",
-                                         nbdshTLS("$unixsocket", a + "/client")])
+                                         nbdshTLS("$unixsocket", a + "/client") + "; " + qemuImgTLS(Peers.qemu10("qemu-img"), a + "/client")
+                                            + "; \(Peers.qemu10("qemu-io")) --object tls-creds-x509,id=tls0,endpoint=client,dir=\(a)/client "
+                                            + "--image-opts driver=nbd,server.type=unix,server.path=$unixsocket,tls-creds=tls0,tls-hostname=localhost "
+                                            + "-c 'write -P 0x5c 4M 1M' -c 'read -P 0x5c 4M 1M'"])
         #expect(r.output.contains("same True tls True"), "\(r.output)")
+        #expect(r.output.contains("virtual size: 16 MiB") && r.output.contains("read 1048576/1048576 bytes at offset 4194304")
+                && !r.output.contains("Pattern verification failed"), "\(r.output)")
         let px = s.contents("px.log")
         if server == "nbdkit" {
             #expect(requestCounts(px) == requestCounts(s.contents("nbdkit.log")))
