@@ -449,6 +449,12 @@ extension ConversationDecoder {
     public var negotiatedExportSize: UInt64? { phase == .transmission ? exportSize : nil }
 
     /// Whether a request with this cookie awaits its final reply.
+    /// The option whose reply the client is waiting for, in the handshake.
+    public var optionAwaitingReply: NBDOption? {
+        if case .optionReply(let o) = phase { return o }
+        return nil
+    }
+
     /// Meta contexts the client selected, by id (for a relay that answers BLOCK_STATUS).
     public var selectedMetaContexts: [UInt32: String] { metaContexts }
 

@@ -19,6 +19,8 @@ extension PolicyEngine {
             case .clientFlags(let f) where !options.acceptsClientFlags(f):
                 // The spec: a server drops a client that sets a flag it did not offer.
                 out.close = "client flags 0x\(String(f.rawValue, radix: 16)) use a handshake flag nbdtap hid"
+            case .option(let h, _) where refusal != nil:
+                refuseAfterUpstreamFailure(h, at: e.streamOffset, &out)
             case .clientFlags where tls.upstream != .off:
                 startUpstreamTLS(after: e.streamOffset + 4)
             case .option(let h, _) where tls.isActive && tlsOption(h, at: e.streamOffset, &out, session):

@@ -60,4 +60,14 @@ extension PolicyEngine {
         }
         sendClient(ready, session, &out)
     }
+
+    /// A reply of nbdtap's own sent at once, outside a read (the upstream is gone, so its
+    /// stream has no message under way).
+    func replyNow(_ reply: ByteBuffer, session: ProxySession) -> Output {
+        var out = Output()
+        sendClient([reply], session, &out)
+        session.flushLog()
+        return out
+    }
 }
+

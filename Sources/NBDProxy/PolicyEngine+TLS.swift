@@ -63,4 +63,25 @@ extension PolicyEngine {
             upstreamTLS = .plaintext
         }
     }
+
+    /// After the upstream's TLS failed: the client's options get the reason (as when the
+    /// upstream cannot be reached) until it gives up; EXPORT_NAME and ABORT end it.
+    func refuseAfterUpstreamFailure(_ h: OptionHeader, at offset: UInt64, _ out: inout Output) {
+        clientEdits.append(Edit(start: offset, end: offset + UInt64(OptionHeader.length) + UInt64(h.dataLength)))
+        switch h.option {
+        case .exportName, .abort:
+            out.close = refusal
+        case .go, .info, .list, .peekExport, .startTLS, .structuredReply, .listMetaContext, .setMetaContext, .extendedHeaders, .unknown:
+            pendingReplies.append(PendingReply(due: 0, bytes: refusalReply(h.option)))
+        }
+    }
+
+    func refusalReply(_ option: NBDOption) -> ByteBuffer {
+        let text = refusal ?? ""
+        var b = ByteBufferAllocator().buffer(capacity: OptionReplyHeader.length + text.utf8.count)
+        OptionReplyHeader(option: option, type: .errShutdown, dataLength: UInt32(text.utf8.count)).write(to: &b)
+        b.writeString(text)
+        return b
+    }
 }
+

@@ -106,6 +106,9 @@ final class PolicyEngine {
     var clientTLSStarted = false
     enum UpstreamTLS { case none, asked, ready, plaintext }
     var upstreamTLS = UpstreamTLS.none
+    /// Set when the upstream's TLS failed in the handshake: every option the client sends
+    /// from then on is answered NBD_REP_ERR_SHUTDOWN with this reason.
+    var refusal: String?
 
     init(chain: PolicyChain, tls: TLSSettings = TLSSettings(), claimDisconnect: @escaping () -> Bool = { true }) {
         self.tls = tls

@@ -1,3 +1,4 @@
+import NBDProtocol
 import NIOCore
 
 /// Starting TLS on one of the session's channels in the middle of the connection: the
@@ -28,5 +29,21 @@ extension ProxySession {
         } else if engine.upstreamTLS == .ready && engine.upstream.isTLS {
             note("Error", [("side", "server"), ("error", "the upstream closed during or right after the TLS handshake (did it reject nbdtap's client certificate?)")])
         }
+    }
+
+    /// TLS with the upstream failed while the client negotiates: the client is told why in
+    /// the reply to the option it waits on and to every option after it
+    /// (NBD_REP_ERR_SHUTDOWN with the reason, which qemu and libnbd print), as when the
+    /// upstream cannot be reached; the connection ends when the client gives up, or in 10 s.
+    func upstreamTLSFailed(_ error: String) {
+        let reason = "nbdtap: TLS with the upstream failed: \(error)"
+        closeReason = reason
+        guard let engine, !closing else { return }
+        engine.refusal = reason
+        if let option = tap.decoder.optionAwaitingReply {
+            carryOut(engine.replyNow(engine.refusalReply(option), session: self), flushPartnerLater: nil)
+        }
+        upstream?.close(promise: nil)
+        eventLoop.scheduleTask(in: .seconds(10)) { [weak self] in self?.close(reason: reason) }
     }
 }

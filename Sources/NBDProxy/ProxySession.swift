@@ -199,7 +199,9 @@ final class ProxySession {
             upstreamClosed = true
             if !clientClosed { upstreamEndedFirst = true }
         }
-        if !closing { close(reason: nil) }
+        // The upstream's TLS failed and nbdtap is telling the client why: the client's
+        // side stays open for that (ProxySession+TLS.swift).
+        if !closing && !(ch !== client && engine?.refusal != nil) { close(reason: nil) }
         if clientClosed && (upstreamClosed || upstream == nil) { finish() }
     }
 

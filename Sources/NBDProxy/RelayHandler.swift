@@ -86,7 +86,12 @@ final class RelayHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        guard let p = partner?.context else { return }
+        guard let p = partner?.context else {
+            // The upstream is gone after its TLS failed; the client is still read, so
+            // that each of its options gets the reason.
+            if direction == .clientToServer && session.engine?.refusal != nil { context.read() }
+            return
+        }
         p.flush()
         guard mayRead else {
             // Shutting down, or a hold keeps as much as it may: `resume` reads again when
@@ -139,6 +144,10 @@ final class RelayHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? TLSUserEvent, case .handshakeCompleted = e { tlsHandshakeDone = true }
+        if let e = event as? ChannelEvent, e == .inputClosed, direction == .serverToClient, session.engine?.refusal != nil {
+            // The upstream's TLS failed and nbdtap is telling the client why itself.
+            return
+        }
         if let e = event as? ChannelEvent, e == .inputClosed {
             // EOF from this side: the decoder learns the stream ended; the peer gets EOF
             // too, after what was already queued for it.
@@ -183,6 +192,10 @@ final class RelayHandler: ChannelInboundHandler {
         }
         session.errorNoted = true
         session.note("Error", [("side", direction == .clientToServer ? "client" : "server"), ("error", "\(error)")])
+        if direction == .serverToClient, !tlsHandshakeDone, session.engine?.upstreamTLS == .ready {
+            session.upstreamTLSFailed("\(error)")
+            return
+        }
         context.close(promise: nil)
     }
 }
