@@ -16,6 +16,31 @@ struct OwnReplyBackpressureTests {
         return 0
     }
 
+    /// A python client that negotiates (GO) on the Unix socket `px`, then runs `send` (which
+    /// writes to `s`) in a thread while the main thread never reads, printing "sent all" if
+    /// `send` finishes or why it stopped, and holds the connection.
+    static func flood(_ px: String, _ send: String) -> String {
+        let body = send.split(separator: "\n").map { "        " + $0 }.joined(separator: "\n")
+        return """
+            import socket, struct, threading, time
+            s = socket.socket(socket.AF_UNIX); s.connect("\(px)")
+            assert len(s.recv(18, socket.MSG_WAITALL)) == 18
+            s.sendall(struct.pack(">I", 3) + struct.pack(">QII", 0x49484156454F5054, 7, 6) + struct.pack(">IH", 0, 0))
+            while True:
+                h = s.recv(20, socket.MSG_WAITALL); n = struct.unpack(">I", h[16:20])[0]
+                s.recv(n, socket.MSG_WAITALL) if n else b""
+                if struct.unpack(">I", h[12:16])[0] == 1: break
+            def send():
+                try:
+            \(body)
+                    print("sent all", flush=True)
+                except OSError as e:
+                    print("send stopped:", e, flush=True)
+            threading.Thread(target=send, daemon=True).start()
+            time.sleep(600)
+            """
+    }
+
     @Test func refusedRequestsWithoutReadingTheAnswersDoNotGrowMemory() throws {
         let s = try Scratch()
         let up = try s.nbdkit(["memory", "1M"], logFilter: false)
@@ -27,26 +52,10 @@ struct OwnReplyBackpressureTests {
         // 2 million zero-length WRITEs (all answered EPERM by nbdtap under --read-only),
         // sent by a thread while the main thread never reads; it stops once the proxy
         // stops reading (the send blocks) or all are sent, then holds the connection.
-        let client = try s.start("/usr/bin/python3", ["-c", """
-            import socket, struct, threading, time
-            s = socket.socket(socket.AF_UNIX); s.connect("\(px)")
-            assert len(s.recv(18, socket.MSG_WAITALL)) == 18
-            s.sendall(struct.pack(">I", 3) + struct.pack(">QII", 0x49484156454F5054, 7, 6) + struct.pack(">IH", 0, 0))
-            got = b""
-            while True:
-                h = s.recv(20, socket.MSG_WAITALL); n = struct.unpack(">I", h[16:20])[0]
-                s.recv(n, socket.MSG_WAITALL) if n else b""
-                if struct.unpack(">I", h[12:16])[0] == 1: break
+        let client = try s.start("/usr/bin/python3", ["-c", Self.flood(px, """
             batch = b"".join(struct.pack(">IHHQQI", 0x25609513, 0, 1, i, 0, 0) for i in range(10000))
-            def send():
-                try:
-                    for _ in range(200): s.sendall(batch)
-                    print("sent all", flush=True)
-                except OSError as e:
-                    print("send stopped:", e, flush=True)
-            threading.Thread(target=send, daemon=True).start()
-            time.sleep(600)
-            """], name: "client")
+            for _ in range(200): s.sendall(batch)
+            """)], name: "client")
         // 20 s: the kernel's socket buffers (a few MB, some 200,000 answers) fill in the first
         // seconds; after that, without backpressure, nbdtap's own queue grows by some 6 MB
         // a second here (measured before the fix: +17 MB in the 2.5 s after the buffers
@@ -77,25 +86,10 @@ struct OwnReplyBackpressureTests {
                                                "--delay", "write=3600s", "--quiet"], name: "px")
         try s.waitFor(px)
         let before = rssKiB(proxy.processIdentifier)
-        let client = try s.start("/usr/bin/python3", ["-c", """
-            import socket, struct, threading, time
-            s = socket.socket(socket.AF_UNIX); s.connect("\(px)")
-            assert len(s.recv(18, socket.MSG_WAITALL)) == 18
-            s.sendall(struct.pack(">I", 3) + struct.pack(">QII", 0x49484156454F5054, 7, 6) + struct.pack(">IH", 0, 0))
-            while True:
-                h = s.recv(20, socket.MSG_WAITALL); n = struct.unpack(">I", h[16:20])[0]
-                s.recv(n, socket.MSG_WAITALL) if n else b""
-                if struct.unpack(">I", h[12:16])[0] == 1: break
+        let client = try s.start("/usr/bin/python3", ["-c", Self.flood(px, """
             data = bytes(1 << 20)
-            def send():
-                try:
-                    for i in range(512): s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, i, i << 20, 1 << 20) + data)
-                    print("sent all", flush=True)
-                except OSError as e:
-                    print("send stopped:", e, flush=True)
-            threading.Thread(target=send, daemon=True).start()
-            time.sleep(600)
-            """], name: "client")
+            for i in range(512): s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, i, i << 20, 1 << 20) + data)
+            """)], name: "client")
         var samples: [Int] = []
         for _ in 0..<32 {
             usleep(250_000)

@@ -9,37 +9,9 @@ usage: ext_split_client.py SOCKET_PATH
 Prints one line per answer; exits non-zero on anything unexpected."""
 import os, socket, struct, sys
 
-NBDMAGIC, IHAVEOPT, REPLY_MAGIC = 0x4E42444D41474943, 0x49484156454F5054, 0x3E889045565A9
-EXT_REQUEST, EXT_REPLY = 0x21E41C71, 0x6E8A278C
-OPT_GO, OPT_SET_META, OPT_EXT = 7, 10, 11
+sys.path.insert(0, os.path.dirname(__file__))
+from ext_wire import *  # noqa: F401,F403  (the wire helpers both clients share)
 MIB = 1 << 20
-
-
-def recv_exact(s, n):
-    out = b""
-    while len(out) < n:
-        chunk = s.recv(n - len(out))
-        if not chunk:
-            sys.exit(f"EOF after {len(out)} of {n} bytes")
-        out += chunk
-    return out
-
-
-def option(s, opt, data=b""):
-    s.sendall(struct.pack(">QII", IHAVEOPT, opt, len(data)) + data)
-    replies = []
-    while True:
-        magic, o, rtype, length = struct.unpack(">QIII", recv_exact(s, 20))
-        assert magic == REPLY_MAGIC and o == opt, (hex(magic), o)
-        replies.append((rtype, recv_exact(s, length)))
-        if rtype == 1 or rtype & 0x80000000:
-            return replies
-
-
-def chunk(s):
-    magic, flags, rtype, cookie, offset, length = struct.unpack(">IHHQQQ", recv_exact(s, 32))
-    assert magic == EXT_REPLY, hex(magic)
-    return flags, rtype, cookie, offset, recv_exact(s, length)
 
 
 def main():
@@ -58,15 +30,15 @@ def main():
         if t == 3 and struct.unpack(">H", d[:2])[0] == 3:
             print("block_size", *struct.unpack(">III", d[2:14]))
     data = os.urandom(MIB)
-    s.sendall(struct.pack(">IHHQQQ", EXT_REQUEST, 0x20, 1, 1, 0, MIB) + data)  # WRITE, PAYLOAD_LEN
-    flags, rtype, cookie, _, payload = chunk(s)
+    request(s, "WRITE", 1, 0, MIB, FLAG_PAYLOAD_LEN, data)
+    flags, rtype, cookie, _, payload = reply(s)
     assert cookie == 1 and flags & 1, (cookie, flags)
     print("write", "error" if rtype & 0x8000 else "ok", rtype)
-    s.sendall(struct.pack(">IHHQQQ", EXT_REQUEST, 0, 0, 2, 0, MIB))  # READ
+    request(s, "READ", 2, 0, MIB)
     got = bytearray(MIB)
     chunks = 0
     while True:
-        flags, rtype, cookie, offset, payload = chunk(s)
+        flags, rtype, cookie, offset, payload = reply(s)
         assert cookie == 2, cookie
         chunks += 1
         if rtype == 1:  # OFFSET_DATA
@@ -77,13 +49,13 @@ def main():
         if flags & 1:
             break
     print("read", "same" if bytes(got) == data else "different", "chunks", chunks)
-    s.sendall(struct.pack(">IHHQQQ", EXT_REQUEST, 0, 7, 3, 0, 4 * MIB))  # BLOCK_STATUS
-    flags, rtype, cookie, _, payload = chunk(s)
+    request(s, "BLOCK_STATUS", 3, 0, 4 * MIB)
+    flags, rtype, cookie, _, payload = reply(s)
     assert cookie == 3 and flags & 1 and rtype == 6, (cookie, flags, rtype)  # BLOCK_STATUS_EXT
     cid, count = struct.unpack(">II", payload[:8])
     extents = [struct.unpack(">QQ", payload[8 + 16 * i:24 + 16 * i]) for i in range(count)]
     print("block_status", cid == context_id, extents)
-    s.sendall(struct.pack(">IHHQQQ", EXT_REQUEST, 0, 2, 4, 0, 0))  # DISC
+    request(s, "DISC", 4, 0, 0)
     print("done")
 
 
