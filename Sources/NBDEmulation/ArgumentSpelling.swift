@@ -4,3 +4,9 @@
 func normalizedArgument(_ value: String) -> String {
     String(value.lowercased().map { $0 == "_" ? "-" : $0 })
 }
+
+/// `--opt=value` as the option's name and its value; any other token as itself, no value.
+func splitInlineValue(_ token: String) -> (name: String, value: String?) {
+    guard token.hasPrefix("--"), let eq = token.firstIndex(of: "=") else { return (token, nil) }
+    return (String(token[..<eq]), String(token[token.index(after: eq)...]))
+}

@@ -18,12 +18,7 @@ extension EmulationOptions {
         while i < arguments.count {
             let token = arguments[i]
             i += 1
-            var name = token
-            var inlineValue: String?
-            if let eq = token.firstIndex(of: "="), token.hasPrefix("--") {
-                name = String(token[..<eq])
-                inlineValue = String(token[token.index(after: eq)...])
-            }
+            let (name, inlineValue) = splitInlineValue(token)
             if Self.valueOptions.contains(name) {
                 let value: String
                 if let inlineValue {

@@ -29,12 +29,7 @@ extension PolicyChain {
         while i < tokens.count {
             let token = tokens[i]
             i += 1
-            var name = token
-            var inline: String?
-            if token.hasPrefix("--"), let eq = token.firstIndex(of: "=") {
-                name = String(token[..<eq])
-                inline = String(token[token.index(after: eq)...])
-            }
+            let (name, inline) = splitInlineValue(token)
             if name == "--no-extents" {
                 layers.append(.noExtents)
                 continue
