@@ -92,7 +92,9 @@ public struct PolicyChain: Hashable, Sendable {
                     plan.outcome = .answer(.einval, reason: "longer than 64 MiB, which --max-payload does not split", layer: "max-payload")
                     break layers
                 }
-                if case .forward = plan.outcome, command == .read || command == .write, plan.header.length > UInt64(n) {
+                // A range past 2^64 is not split: the upstream refuses it whole.
+                if case .forward = plan.outcome, command == .read || command == .write, plan.header.length > UInt64(n),
+                   !plan.header.offset.addingReportingOverflow(plan.header.length).overflow {
                     plan.maxPiece = min(plan.maxPiece ?? n, n)
                     pieces = (plan.header.length + UInt64(n) - 1) / UInt64(n)
                 }

@@ -83,7 +83,7 @@ extension PolicyEngine {
                 plan.header.write(to: &bytes)
                 clientEdits.append(Edit(start: offset, end: headerEnd, replacement: [bytes]))
             }
-            if plan.disconnectAfter { clientCut = min(clientCut ?? .max, headerEnd + r.header.payloadLength) }
+            if plan.disconnectAfter { clientCut = min(clientCut ?? .max, Self.sum(headerEnd, r.header.payloadLength)) }
         case .answer(let error, let reason, let layer):
             drop(r.header, at: offset)
             pendingReplies.append(PendingReply(due: due, bytes: reply(to: r.header, error: error)))

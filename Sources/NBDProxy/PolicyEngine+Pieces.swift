@@ -110,11 +110,11 @@ extension PolicyEngine {
             for i in 0..<count {
                 let cookie = ownCookie(client)
                 ownCookies[cookie] = OwnRequest(clientCookie: h.cookie, kind: .write, length: pieceLength(i))
-                let bytes = header(.write, flags, cookie: cookie, offset: h.offset + i * UInt64(piece), length: pieceLength(i))
+                let bytes = header(.write, flags, cookie: cookie, offset: h.offset &+ i &* UInt64(piece), length: pieceLength(i))
                 if i == 0 {
                     clientEdits.append(Edit(start: offset, end: headerEnd, replacement: [bytes]))
                 } else {
-                    let at = headerEnd + i * UInt64(piece)
+                    let at = headerEnd &+ i &* UInt64(piece)
                     clientEdits.append(Edit(start: at, end: at, replacement: [bytes]))
                 }
             }
@@ -124,7 +124,7 @@ extension PolicyEngine {
             for i in 0..<count {
                 let cookie = ownCookie(client)
                 ownCookies[cookie] = OwnRequest(clientCookie: h.cookie, kind: .structuredRead, length: pieceLength(i))
-                headers.append(header(.read, flags, cookie: cookie, offset: h.offset + i * UInt64(piece), length: pieceLength(i)))
+                headers.append(header(.read, flags, cookie: cookie, offset: h.offset &+ i &* UInt64(piece), length: pieceLength(i)))
             }
             clientEdits.append(Edit(start: offset, end: headerEnd, replacement: headers))
         case .read:
@@ -172,7 +172,7 @@ extension PolicyEngine {
         guard let own = ownCookies[h.cookie] else { return }
         switch own.kind {
         case .write, .sequentialRead:
-            upstreamEdits.append(Edit(start: offset, end: offset + UInt64(h.wireLength) + h.length))
+            upstreamEdits.append(Edit(start: offset, end: Self.sum(offset + UInt64(h.wireLength), h.length)))
         case .structuredRead:
             guard var a = aggregates[own.clientCookie] else { return }
             if h.type.isError { a.errorRelayed = true; aggregates[own.clientCookie] = a }
@@ -200,8 +200,8 @@ extension PolicyEngine {
                 return []
             }
             let cookie = ownCookie(client)
-            let at = s.request.offset + s.next * UInt64(s.piece)
-            let length = min(UInt64(s.piece), s.request.offset + s.request.length - at)
+            let at = s.request.offset &+ s.next &* UInt64(s.piece)
+            let length = min(UInt64(s.piece), s.request.length - s.next &* UInt64(s.piece))
             ownCookies[cookie] = OwnRequest(clientCookie: own.clientCookie, kind: .sequentialRead(index: s.next), length: length)
             s.next += 1
             sequentialReads[own.clientCookie] = s

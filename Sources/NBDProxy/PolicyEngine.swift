@@ -196,6 +196,13 @@ final class PolicyEngine {
         return out
     }
 
+    /// a + b, or the largest offset when a length from the wire (64 bits under extended
+    /// headers) would pass it: such a range never ends, and must not trap.
+    static func sum(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (v, overflow) = a.addingReportingOverflow(b)
+        return overflow ? .max : v
+    }
+
     /// A cookie of nbdtap's own, never one in flight from the client (forwarded, or in
     /// this same read and not yet fed to the upstream conversation) or upstream: a client
     /// may use any value, this range included.

@@ -39,6 +39,8 @@ struct PolicyChainTests {
         #expect(c.request(context(.write, length: 64 << 20)).pieces == 131_072)
         #expect(c.request(context(.read, length: (64 << 20) + 1)).outcome
                 == .answer(.einval, reason: "longer than 64 MiB, which --max-payload does not split", layer: "max-payload"))
+        // A range past 2^64 goes upstream whole, for the upstream to refuse.
+        #expect(c.request(context(.read, offset: .max - 4096, length: 1 << 20)).pieces == 1)
         // Other commands are not its business.
         #expect(c.request(context(.trim, length: 1 << 30)).outcome == .forward)
     }
