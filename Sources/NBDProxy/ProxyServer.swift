@@ -184,6 +184,19 @@ public final class ProxyServer: @unchecked Sendable {
     /// Graceful stop: no new connections; each connection finishes the requests under way
     /// and ends (ProxySession+Drain.swift). Connections still open after `drainSeconds`
     /// are closed, then the log is flushed.
+    /// The statistics so far, open connections included, each read on its own event loop
+    /// (the decoder's state is that loop's alone). Call from outside the event loops (a
+    /// signal handler's queue, a timer): it waits for each loop's answer.
+    public func liveStats(_ format: StatsFormat) -> String {
+        let open = lock.withLock { Array(sessions.values) }
+        var live: [(Int, ConnectionStats)] = []
+        for s in open {
+            let answer = s.eventLoop.submit { s.finished ? nil : (s.id, s.tap.stats) }
+            if let r = try? answer.wait() { live.append(r) }
+        }
+        return stats.render(format, open: live)
+    }
+
     public func shutdown() {
         acceptor?.stop()
         acceptor = nil

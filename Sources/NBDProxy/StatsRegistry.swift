@@ -21,7 +21,15 @@ public final class StatsRegistry: @unchecked Sendable {
     }
 
     public func render(_ format: StatsFormat) -> String {
-        let (t, per) = snapshot()
+        render(format, open: [])
+    }
+
+    /// The statistics with those of connections still open (`open`, by connection) merged
+    /// in: what SIGUSR1 and `--stats-interval` print while the proxy runs.
+    public func render(_ format: StatsFormat, open: [(Int, ConnectionStats)]) -> String {
+        var (t, per) = snapshot()
+        for (_, s) in open { t.merge(s) }
+        per = (per + open).sorted { $0.0 < $1.0 }
         let omitted = lock.withLock { perConnection.omitted }
         switch format {
         case .text: return StatsFormatter.text(total: t, perConnection: per, omitted: omitted)

@@ -50,6 +50,9 @@ struct ProxyCommand: ParsableCommand {
     @Option(name: .customLong("idle-poll"), help: ArgumentHelp("Busy-poll up to US microseconds for the next message when a connection has at most one request in flight, instead of sleeping (0: never). Only while fewer connections than cores are open. Costs CPU while a queue-depth-1 client runs; saves a sleep and a wake-up per message.", valueName: "US"))
     var idlePoll: Int = 400
 
+    @Option(name: .customLong("stats-interval"), help: ArgumentHelp("Also write the statistics so far every SECONDS, open connections included (SIGUSR1 does it once).", valueName: "SECONDS"))
+    var statsInterval: Double?
+
     @Option(name: .customLong("handshake-timeout"), help: ArgumentHelp("Close a client that has not finished the NBD handshake after SECONDS (0: never; qemu-nbd's limit is 10).", valueName: "SECONDS"))
     var handshakeTimeout: Double = 10
 
@@ -66,6 +69,7 @@ struct ProxyCommand: ParsableCommand {
         if idlePoll < 0 || idlePoll > 100_000 { throw ValidationError("--idle-poll must be 0 to 100000 microseconds") }
         if !(0...86_400).contains(handshakeTimeout) { throw ValidationError("--handshake-timeout must be 0 to 86400 seconds, not \(handshakeTimeout)") }
         if !(0...(30 * 86_400)).contains(idleTimeout) { throw ValidationError("--idle-timeout must be 0 to 2592000 seconds, not \(idleTimeout)") }
+        if let statsInterval, !(0.1...86_400).contains(statsInterval) { throw ValidationError("--stats-interval must be 0.1 to 86400 seconds, not \(statsInterval)") }
         if !(1...1_000_000).contains(maxConnections) { throw ValidationError("--max-connections must be 1 to 1000000, not \(maxConnections)") }
     }
 
@@ -151,6 +155,25 @@ struct ProxyCommand: ParsableCommand {
             s.resume()
             sources.append(s)
         }
+        // The statistics so far without stopping, open connections included: on SIGUSR1
+        // (as dd prints its progress) and every --stats-interval seconds, where the final
+        // ones go (a --stats file is rewritten each time).
+        let statsQueue = DispatchQueue(label: "nbdtap.stats")
+        let statsFormat = report.statsFormat
+        let statsPath = report.stats
+        signal(SIGUSR1, SIG_IGN)
+        let usr1 = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: statsQueue)
+        usr1.setEventHandler { writeStats(server.liveStats(statsFormat), to: statsPath) }
+        usr1.resume()
+        sources.append(usr1)
+        var interval: DispatchSourceTimer?
+        if let statsInterval {
+            let t = DispatchSource.makeTimerSource(queue: statsQueue)
+            t.schedule(deadline: .now() + statsInterval, repeating: statsInterval)
+            t.setEventHandler { writeStats(server.liveStats(statsFormat), to: statsPath) }
+            t.resume()
+            interval = t
+        }
 
         var exitStatus: Int32 = 0
         if let run = runCommand {
@@ -180,6 +203,8 @@ struct ProxyCommand: ParsableCommand {
             warn("listening on \(uri), relaying to \(upstream)")
             stop.wait()
         }
+        interval?.cancel()
+        statsQueue.sync {}
         server.shutdown()
         sink?.close()
         do { try recorder?.close() } catch { warn("pcap \(pcap ?? ""): \(error)") }
