@@ -111,25 +111,9 @@ def tally_request(c, verb, count, fast):
 # Zero: offset count trim fua fast. A failed reply is "return=-1 error=E" (ENOTCONN: the
 # connection ended first). nbdtap's own lines (Greeting, Option, Connect, Violation, ...) and
 # what nbdtap sent upstream are not request lines of the client's and are not counted.
-NBDTAP_REQUEST = re.compile(r"^\S+ \S+ connection=(\d+) (Write|Zero) id=(\d+) offset=0x[0-9a-f]+ count=0x([0-9a-f]+)"
-                            r"(?: trim=[01])? fua=[01](?: fast=([01]))? \.\.\.$")
-NBDTAP_REPLY = re.compile(r"^\S+ \S+ connection=(\d+) \.\.\.(Zero) id=(\d+) return=(-1|0)(?: error=(\S+))?$")
-
-
-def count_nbdtap_log(path):
-    c, zeroes = empty(), set()
-    for line in open(path):
-        line = line.rstrip("\n")
-        m = NBDTAP_REQUEST.match(line)
-        if m:
-            tally_request(c, m.group(2), int(m.group(4), 16), m.group(5) == "1")
-            if m.group(2) == "Zero":
-                zeroes.add((m.group(1), m.group(3)))
-            continue
-        m = NBDTAP_REPLY.match(line)
-        if m and m.group(4) == "-1" and (m.group(1), m.group(3)) in zeroes:
-            c["zero_errors"] += 1
-    return c
+NBDTAP_REQUEST = re.compile(r"^\S+ \S+ connection=(?P<conn>\d+) (?P<action>Write|Zero) id=(?P<id>\d+) offset=0x[0-9a-f]+ "
+                            r"count=0x(?P<count>[0-9a-f]+)(?: trim=[01])? fua=[01](?: fast=(?P<fast>[01]))? \.\.\.$")
+NBDTAP_REPLY = re.compile(r"^\S+ \S+ connection=(?P<conn>\d+) \.\.\.Zero id=(?P<id>\d+) return=(?P<ret>-1|0)(?: error=\S+)?$")
 
 
 # nbdkit 1.32's log filter (../shared/reference/nbdkit-formats.md): "connection=N " only on
@@ -137,26 +121,36 @@ def count_nbdtap_log(path):
 # filter prints trim=, not nbdkit -v's may_trim=; accepted too); a request line ends in " ...",
 # the reply is "...Zero id=N return=0" or "return=-1 error=ENOTSUP" (older: "(ENOTSUP)").
 # ids are per connection and requests may interleave: pair by (connection, id).
-NBDKIT_REQUEST = re.compile(r"^\S+ \S+ (?:connection=(\d+) )?(Write|Zero) id=(\d+) offset=0x([0-9a-f]+) count=0x([0-9a-f]+)"
-                            r"(?P<rest>(?: [a-z_]+=\S+)*) \.\.\.$")
-NBDKIT_REPLY = re.compile(r"^\S+ \S+ (?:connection=(\d+) )?\.\.\.(Zero) id=(\d+) return=(-?\d+)(?: .*)?$")
+NBDKIT_REQUEST = re.compile(r"^\S+ \S+ (?:connection=(?P<conn>\d+) )?(?P<action>Write|Zero) id=(?P<id>\d+) offset=0x[0-9a-f]+ "
+                            r"count=0x(?P<count>[0-9a-f]+)(?P<rest>(?: [a-z_]+=\S+)*) \.\.\.$")
+NBDKIT_REPLY = re.compile(r"^\S+ \S+ (?:connection=(?P<conn>\d+) )?\.\.\.Zero id=(?P<id>\d+) return=(?P<ret>-?\d+)(?: .*)?$")
 
 
-def count_nbdkit_log(path):
+def count_log(path, request, reply, fast):
+    """The client's writes and zeroes in a log of either grammar (its request and reply
+    patterns, and how a request line says fast=1); failed zeroes paired by (connection, id)."""
     c, zeroes = empty(), set()
     for line in open(path):
         line = line.rstrip("\n")
-        m = NBDKIT_REQUEST.match(line)
+        m = request.match(line)
         if m:
-            params = dict(kv.split("=", 1) for kv in m.group("rest").split())
-            tally_request(c, m.group(2), int(m.group(5), 16), params.get("fast") == "1")
-            if m.group(2) == "Zero":
-                zeroes.add((m.group(1), m.group(3)))
+            tally_request(c, m["action"], int(m["count"], 16), fast(m))
+            if m["action"] == "Zero":
+                zeroes.add((m["conn"], m["id"]))
             continue
-        m = NBDKIT_REPLY.match(line)
-        if m and m.group(4) != "0" and (m.group(1), m.group(3)) in zeroes:
+        m = reply.match(line)
+        if m and m["ret"] != "0" and (m["conn"], m["id"]) in zeroes:
             c["zero_errors"] += 1
     return c
+
+
+def count_nbdtap_log(path):
+    return count_log(path, NBDTAP_REQUEST, NBDTAP_REPLY, lambda m: m["fast"] == "1")
+
+
+def count_nbdkit_log(path):
+    return count_log(path, NBDKIT_REQUEST, NBDKIT_REPLY,
+                     lambda m: dict(kv.split("=", 1) for kv in m["rest"].split()).get("fast") == "1")
 
 
 def nbdkit_stats(path):

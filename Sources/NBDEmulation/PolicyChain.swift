@@ -96,7 +96,7 @@ public struct PolicyChain: Hashable, Sendable {
                 if case .forward = plan.outcome, command == .read || command == .write, plan.header.length > UInt64(n),
                    !plan.header.offset.addingReportingOverflow(plan.header.length).overflow {
                     plan.maxPiece = min(plan.maxPiece ?? n, n)
-                    pieces = (plan.header.length + UInt64(n) - 1) / UInt64(n)
+                    pieces = plan.pieces
                 }
             case .noExtents:
                 if case .forward = plan.outcome, let answer = Self.allData(plan.header, context) {

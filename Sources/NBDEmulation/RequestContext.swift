@@ -11,7 +11,8 @@ public struct RequestContext {
     /// The upstream's NBD_INFO_BLOCK_SIZE maximum payload, when it sent one.
     public var upstreamMaxPayload: UInt32?
     public var exportSize: UInt64?
-    /// Meta context ids the client selected (for answering BLOCK_STATUS itself).
+    /// Meta context ids the client selected (for answering BLOCK_STATUS itself; the relay
+    /// fills them in for BLOCK_STATUS requests only).
     public var metaContexts: [UInt32]
     /// The context ids a BLOCK_STATUS payload names, when it has one.
     public var contextFilter: [UInt32]?

@@ -31,9 +31,7 @@ extension PolicyEngine {
                     break
                 case .refuse(let type):
                     clientEdits.append(Edit(start: e.streamOffset, end: e.streamOffset + UInt64(OptionHeader.length) + UInt64(h.dataLength)))
-                    var reply = ByteBufferAllocator().buffer(capacity: OptionReplyHeader.length)
-                    OptionReplyHeader(option: h.option, type: type, dataLength: 0).write(to: &reply)
-                    pendingReplies.append(PendingReply(due: 0, bytes: reply))
+                    pendingReplies.append(PendingReply(due: 0, bytes: OwnOptionReply.bytes(h.option, type)))
                     session.note("Emulate", [("answered", "NBD_OPT_\(h.option.name)"), ("reply", "NBD_REP_\(type.name)")])
                 case .disconnect:
                     out.close = "NBD_OPT_\(h.option.name) is not possible with the emulated handshake"
@@ -60,9 +58,11 @@ extension PolicyEngine {
     /// One request through the chain, and the plan turned into edits.
     func request(_ r: RequestEvent, at offset: UInt64, now: UInt64, session: ProxySession) {
         let decoder = session.tap.decoder
+        // Only a BLOCK_STATUS is answered from the contexts: no sorting for other requests.
+        let contexts = r.header.command == .blockStatus ? decoder.selectedMetaContexts.keys.sorted() : []
         let context = RequestContext(header: r.header, id: r.id, shown: shown, upstream: upstreamFlags,
                                      upstreamMaxPayload: maxPayload, exportSize: decoder.negotiatedExportSize,
-                                     metaContexts: decoder.selectedMetaContexts.keys.sorted(), contextFilter: r.contextFilter,
+                                     metaContexts: contexts, contextFilter: r.contextFilter,
                                      fileExists: { FileManager.default.fileExists(atPath: $0) })
         let plan = chain.request(context)
         let headerEnd = offset + UInt64(r.header.wireLength)
@@ -77,7 +77,7 @@ extension PolicyEngine {
         switch plan.outcome {
         case .forward:
             if plan.pieces > 1, let piece = plan.maxPiece {
-                split(r, plan.header, piece: piece, at: offset, session: session)
+                split(r, plan.header, into: plan.pieces, of: piece, at: offset, client: decoder, session: session)
             } else if plan.header != r.header {
                 var bytes = ByteBufferAllocator().buffer(capacity: plan.header.wireLength)
                 plan.header.write(to: &bytes)
@@ -95,7 +95,7 @@ extension PolicyEngine {
             drop(r.header, at: offset)
             pendingReplies.append(PendingReply(due: due, bytes: allDataReply(to: r.header, contexts: contexts, length: length)))
         case .emulateZero(let writes):
-            clientEdits.append(Edit(start: offset, end: headerEnd, replacement: emulate(r.header, writes, session: session)))
+            clientEdits.append(Edit(start: offset, end: headerEnd, replacement: emulate(r.header, writes, client: decoder)))
             session.note("Emulate", [("id", String(r.id)), ("zero_as_writes", String(writes.count))])
             if writes.isEmpty { pendingReplies.append(PendingReply(due: due, bytes: reply(to: r.header, error: .ok))) }
         }

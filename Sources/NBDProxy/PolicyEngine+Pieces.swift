@@ -64,11 +64,11 @@ extension PolicyEngine {
     /// The first WRITEs of zeroes standing in for a client's WRITE_ZEROES (at most
     /// `zeroWindow`; `pieceAnswered` sends the rest), each with a cookie of nbdtap's own
     /// and a slice of the shared zero buffer as payload.
-    func emulate(_ request: RequestHeader, _ writes: ZeroWrites, session: ProxySession) -> [ByteBuffer] {
+    /// `client` is the client's conversation as it stands (the cookies it has in flight).
+    func emulate(_ request: RequestHeader, _ writes: ZeroWrites, client: borrowing ConversationDecoder) -> [ByteBuffer] {
         guard !writes.isEmpty else { return [] }
         let first = min(writes.count, Self.zeroWindow)
         aggregates[request.cookie] = Aggregate(request: request, remaining: UInt64(first), writes: writes, nextWrite: first)
-        let client = session.tap.decoder
         return (0..<first).flatMap { zeroWrite(writes[writes.startIndex + $0], for: request.cookie, client) }
     }
 
@@ -96,14 +96,13 @@ extension PolicyEngine {
         return b
     }
 
-    /// `--max-payload`: a READ or WRITE longer than `piece` as pieces of at most `piece`.
-    func split(_ r: RequestEvent, _ h: RequestHeader, piece: UInt32, at offset: UInt64, session: ProxySession) {
-        let count = (h.length + UInt64(piece) - 1) / UInt64(piece)
+    /// `--max-payload`: a READ or WRITE as `count` pieces of at most `piece` (the plan's).
+    func split(_ r: RequestEvent, _ h: RequestHeader, into count: UInt64, of piece: UInt32, at offset: UInt64,
+               client: borrowing ConversationDecoder, session: ProxySession) {
         let headerEnd = offset + UInt64(r.header.wireLength)
         let flags = h.flags.subtracting(.payloadLen)
         func pieceLength(_ i: UInt64) -> UInt64 { min(UInt64(piece), h.length - i * UInt64(piece)) }
         session.note("Split", [("id", String(r.id)), ("pieces", String(count)), ("max_payload", String(piece))])
-        let client = session.tap.decoder
         switch h.command {
         case .write:
             aggregates[h.cookie] = Aggregate(request: h, remaining: count)

@@ -16,11 +16,11 @@ extension PolicyEngine {
             clientEdits.append(Edit(start: offset, end: end))
             if tls.client != .off && !clientTLSStarted {
                 clientTLSStarted = true
-                pendingReplies.append(PendingReply(due: 0, bytes: optionReply(h.option, .ack), startsTLS: true))
+                pendingReplies.append(PendingReply(due: 0, bytes: OwnOptionReply.bytes(h.option, .ack), startsTLS: true))
             } else {
                 // TLS again, or TLS this side does not offer: refused, nothing forwarded
                 // (the upstream's TLS, if any, is nbdtap's own).
-                pendingReplies.append(PendingReply(due: 0, bytes: optionReply(h.option, clientTLSStarted ? .errInvalid : .errPolicy)))
+                pendingReplies.append(PendingReply(due: 0, bytes: OwnOptionReply.bytes(h.option, clientTLSStarted ? .errInvalid : .errPolicy)))
             }
             return true
         }
@@ -29,16 +29,10 @@ extension PolicyEngine {
             out.close = "NBD_OPT_EXPORT_NAME before STARTTLS, and --tls require"
         } else {
             clientEdits.append(Edit(start: offset, end: end))
-            pendingReplies.append(PendingReply(due: 0, bytes: optionReply(h.option, .errTLSReqd)))
+            pendingReplies.append(PendingReply(due: 0, bytes: OwnOptionReply.bytes(h.option, .errTLSReqd)))
         }
         session.note("Refused", [("option", "NBD_OPT_\(h.option.name)"), ("reply", "NBD_REP_ERR_TLS_REQD"), ("reason", "--tls require")])
         return true
-    }
-
-    func optionReply(_ option: NBDOption, _ type: OptionReplyType) -> ByteBuffer {
-        var b = ByteBufferAllocator().buffer(capacity: OptionReplyHeader.length)
-        OptionReplyHeader(option: option, type: type, dataLength: 0).write(to: &b)
-        return b
     }
 
     /// nbdtap's STARTTLS to the upstream goes right after the client's flags; the client's
@@ -64,24 +58,12 @@ extension PolicyEngine {
         }
     }
 
-    /// After the upstream's TLS failed: the client's options get the reason (as when the
-    /// upstream cannot be reached) until it gives up; EXPORT_NAME and ABORT end it.
+    /// After the upstream's TLS failed: the client's options get the reason as when the
+    /// upstream cannot be reached (`OwnOptionReply.refusal`), until it gives up.
     func refuseAfterUpstreamFailure(_ h: OptionHeader, at offset: UInt64, _ out: inout Output) {
         clientEdits.append(Edit(start: offset, end: offset + UInt64(OptionHeader.length) + UInt64(h.dataLength)))
-        switch h.option {
-        case .exportName, .abort:
-            out.close = refusal
-        case .go, .info, .list, .peekExport, .startTLS, .structuredReply, .listMetaContext, .setMetaContext, .extendedHeaders, .unknown:
-            pendingReplies.append(PendingReply(due: 0, bytes: refusalReply(h.option)))
-        }
-    }
-
-    func refusalReply(_ option: NBDOption) -> ByteBuffer {
-        let text = refusal ?? ""
-        var b = ByteBufferAllocator().buffer(capacity: OptionReplyHeader.length + text.utf8.count)
-        OptionReplyHeader(option: option, type: .errShutdown, dataLength: UInt32(text.utf8.count)).write(to: &b)
-        b.writeString(text)
-        return b
+        let (reply, close) = OwnOptionReply.refusal(h.option, reason: refusal ?? "")
+        if let reply { pendingReplies.append(PendingReply(due: 0, bytes: reply)) }
+        if close { out.close = refusal }
     }
 }
-

@@ -107,27 +107,21 @@ extension PolicyEngine {
             sawBlockSize = true
             if let limit = maxPayloadLimit, maximum > limit {
                 let shownMaximum = max(limit, minimum)
-                var bytes = ByteBufferAllocator().buffer(capacity: OptionReplyHeader.length + 14)
-                OptionReplyHeader(option: h.option, type: .info, dataLength: 14).write(to: &bytes)
-                InfoPayload.blockSize(minimum: minimum, preferred: min(preferred, Self.powerOfTwo(atMost: shownMaximum)),
-                                      maximum: shownMaximum).write(to: &bytes)
+                let bytes = OwnOptionReply.info(h.option, .blockSize(minimum: minimum, preferred: min(preferred, Self.powerOfTwo(atMost: shownMaximum)),
+                                                                     maximum: shownMaximum))
                 upstreamEdits.append(Edit(start: offset, end: offset + UInt64(bytes.readableBytes), replacement: [bytes]))
             }
         }
         if case .info(.export(let size, let flags)) = data {
             upstreamFlags = flags
             shown = options.shownFlags(upstream: flags, structuredOrExtended: structured || extended)
-            var bytes = ByteBufferAllocator().buffer(capacity: OptionReplyHeader.length + 12)
-            OptionReplyHeader(option: h.option, type: .info, dataLength: 12).write(to: &bytes)
-            InfoPayload.export(size: size, flags: shown).write(to: &bytes)
+            let bytes = OwnOptionReply.info(h.option, .export(size: size, flags: shown))
             upstreamEdits.append(Edit(start: offset, end: offset + UInt64(bytes.readableBytes), replacement: [bytes]))
         }
         if h.type == .ack && (h.option == .go || h.option == .info) {
             if let limit = maxPayloadLimit, !sawBlockSize {
                 // The spec lets a server send information the client did not ask for.
-                var bytes = ByteBufferAllocator().buffer(capacity: OptionReplyHeader.length + 14)
-                OptionReplyHeader(option: h.option, type: .info, dataLength: 14).write(to: &bytes)
-                InfoPayload.blockSize(minimum: 1, preferred: min(4096, Self.powerOfTwo(atMost: limit)), maximum: limit).write(to: &bytes)
+                let bytes = OwnOptionReply.info(h.option, .blockSize(minimum: 1, preferred: min(4096, Self.powerOfTwo(atMost: limit)), maximum: limit))
                 upstreamEdits.append(Edit(start: offset, end: offset, replacement: [bytes]))
             }
             sawBlockSize = false

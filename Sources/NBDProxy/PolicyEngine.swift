@@ -128,12 +128,6 @@ final class PolicyEngine {
     /// without bound.
     var mayReadClient: Bool { fromClient.count < Self.maxHeldBytes }
 
-    /// The maximum payload the chain works with: the upstream's and `--max-payload`'s.
-    var effectiveMaxPayload: UInt32? {
-        guard let limit = maxPayloadLimit else { return maxPayload }
-        return min(maxPayload ?? limit, limit)
-    }
-
     /// Bytes nbdtap sends upstream, told to the upstream's conversation.
     func sendUpstream(_ buffers: [ByteBuffer], _ out: inout Output) {
         var ignored: [ConversationEvent] = []

@@ -41,7 +41,7 @@ extension ProxySession {
         guard let engine, !closing else { return }
         engine.refusal = reason
         if let option = tap.decoder.optionAwaitingReply {
-            carryOut(engine.replyNow(engine.refusalReply(option), session: self), flushPartnerLater: nil)
+            carryOut(engine.replyNow(OwnOptionReply.bytes(option, .errShutdown, message: reason), session: self), flushPartnerLater: nil)
         }
         upstream?.close(promise: nil)
         eventLoop.scheduleTask(in: .seconds(10)) { [weak self] in self?.close(reason: reason) }

@@ -34,22 +34,13 @@ final class UpstreamRefusal: ChannelInboundHandler, RemovableChannelHandler {
             switch e.kind {
             case .option(let h, _):
                 optionsLeft -= 1
-                switch h.option {
-                case .exportName:
+                let (reply, close) = OwnOptionReply.refusal(h.option, reason: reason)
+                guard let reply else {
                     context.close(promise: nil)
                     return
-                case .abort:
-                    var ack = context.channel.allocator.buffer(capacity: OptionReplyHeader.length)
-                    OptionReplyHeader(option: h.option, type: .ack, dataLength: 0).write(to: &ack)
-                    send(ack, context, thenClose: true)
-                    return
-                case .list, .peekExport, .startTLS, .info, .go, .structuredReply, .listMetaContext, .setMetaContext,
-                     .extendedHeaders, .unknown:
-                    var reply = context.channel.allocator.buffer(capacity: OptionReplyHeader.length + reason.utf8.count)
-                    OptionReplyHeader(option: h.option, type: .errShutdown, dataLength: UInt32(reason.utf8.count)).write(to: &reply)
-                    reply.writeString(reason)
-                    send(reply, context, thenClose: optionsLeft <= 0)
                 }
+                send(reply, context, thenClose: close || optionsLeft <= 0)
+                if close { return }
             case .violation(let v) where v.fatal:
                 context.close(promise: nil)
                 return

@@ -16,6 +16,14 @@ struct OwnReplyBackpressureTests {
         return 0
     }
 
+    /// The process's RSS `count` times, a quarter of a second apart.
+    func rssSamples(_ pid: Int32, count: Int) -> [Int] {
+        (0..<count).map { _ in
+            usleep(250_000)
+            return rssKiB(pid)
+        }
+    }
+
     /// A python client that negotiates (GO) on the Unix socket `px`, then runs `send` (which
     /// writes to `s`) in a thread while the main thread never reads, printing "sent all" if
     /// `send` finishes or why it stopped, and holds the connection.
@@ -60,11 +68,7 @@ struct OwnReplyBackpressureTests {
         // seconds; after that, without backpressure, nbdtap's own queue grows by some 6 MB
         // a second here (measured before the fix: +17 MB in the 2.5 s after the buffers
         // filled).
-        var samples: [Int] = []
-        for _ in 0..<80 {
-            usleep(250_000)
-            samples.append(rssKiB(proxy.processIdentifier))
-        }
+        let samples = rssSamples(proxy.processIdentifier, count: 80)
         kill(client.processIdentifier, SIGKILL)
         kill(proxy.processIdentifier, SIGTERM)
         try waitForExit(proxy)
@@ -90,11 +94,7 @@ struct OwnReplyBackpressureTests {
             data = bytes(1 << 20)
             for i in range(512): s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, i, i << 20, 1 << 20) + data)
             """)], name: "client")
-        var samples: [Int] = []
-        for _ in 0..<32 {
-            usleep(250_000)
-            samples.append(rssKiB(proxy.processIdentifier))
-        }
+        let samples = rssSamples(proxy.processIdentifier, count: 32)
         kill(client.processIdentifier, SIGKILL)
         kill(proxy.processIdentifier, SIGKILL)
         // 512 MiB sent; the hold keeps 64 MiB and one read more.
