@@ -28,6 +28,8 @@ public final class CaptureSessions {
     /// Sees every NBD connection's bytes and events as they are decoded: how the replayer
     /// takes its workload from a capture without a second decoder.
     public var observer: ((SessionObservation) -> Void)?
+    /// Given to every connection's tap: sees the events the log and statistics see.
+    public var eventObserver: (any ConversationObserver)?
 
     /// A class, not a struct: the tap inside holds the decoder's tables and the
     /// statistics, which a struct copied in and out of the dictionary would duplicate
@@ -161,6 +163,7 @@ public final class CaptureSessions {
             numbered[number] = s.info
             s.tap = ConversationTap(connection: number, logFormat: packetLines ? nil : logFormat,
                                     midSession: !s.info.synSeen)
+            s.tap!.observer = eventObserver
             observer?(.started(connection: number, info: s.info))
         }
     }

@@ -27,6 +27,8 @@ public struct ProxyConfiguration: Sendable {
     public var policy = PolicyChain()
     /// TLS termination on the client's side, the upstream's, or both.
     public var tls = TLSSettings()
+    /// Sees every connection's events beside the log and statistics (`--plot`, `--metrics`).
+    public var observer: (any ConversationObserver)?
 
     public init(listen: NBDURI.Endpoint, upstream: NBDURI.Endpoint, logFormat: LogFormat?) {
         self.listen = listen

@@ -114,6 +114,7 @@ public final class ProxyServer: @unchecked Sendable {
             session.engine = PolicyEngine(chain: config.policy, tls: config.tls) { [weak self] in self?.disconnects.claim() ?? false }
             session.tls = tlsProvider
         }
+        session.tap.observer = config.observer
         if let rate = config.policy.rate { session.shaper = RateShaper(rate, shared: sharedRate) }
         poller.connections.add(1, ordering: .relaxed)
         if poller.enabled { session.poller = poller }

@@ -12,6 +12,8 @@ public struct ConversationTap {
     public var stats = ConnectionStats()
     /// Events of the last feed, reused between calls so steady state does not allocate.
     public var events: [ConversationEvent] = []
+    /// Sees every event after the statistics and the log (the picture, live metrics).
+    public var observer: (any ConversationObserver)?
 
     public init(connection: Int, logFormat: LogFormat?, limits: DecoderLimits = DecoderLimits(), midSession: Bool = false) {
         self.connection = connection
@@ -53,5 +55,6 @@ public struct ConversationTap {
             stats.record(e)
             log?.append(e, to: &logText)
         }
+        if let observer, !events.isEmpty { observer.observe(events, connection: connection) }
     }
 }
