@@ -41,7 +41,8 @@ let package = Package(
         ),
         .target(
             name: "NBDReport",
-            dependencies: ["NBDProtocol", "NBDConversation", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["NBDProtocol", "NBDConversation", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
         ),
         .target(
             name: "NBDProxy",

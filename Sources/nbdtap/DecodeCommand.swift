@@ -38,6 +38,8 @@ struct DecodeCommand: ParsableCommand {
 
     @OptionGroup var report: ReportOptions
 
+    @OptionGroup var plotOption: PlotOption
+
     func validate() throws {
         if files.isEmpty && interface == nil { throw ValidationError("give capture files or --interface") }
         if !files.isEmpty && interface != nil { throw ValidationError("give either files or --interface, not both") }
@@ -45,10 +47,24 @@ struct DecodeCommand: ParsableCommand {
 
 
     func run() throws {
+        let recorder = plotOption.plot.map { _ in PlotRecorder() }
+        var failure: Error?
+        do { try run(recorder: recorder) } catch { failure = error }
+        // The picture of what was decoded, up to a fault too.
+        if let recorder, let path = plotOption.plot,
+           !writePlot(recorder.snapshot(), source: (files.isEmpty ? [interface ?? ""] : files).joined(separator: " "), to: path) {
+            failure = failure ?? ExitCode.failure
+        }
+        if let failure { throw failure }
+    }
+
+    /// Decodes every input; `recorder` (for `--plot` and `nbdtap plot`) sees every event.
+    func run(recorder: PlotRecorder?) throws {
         // The summary view prints only the statistics, unless a log file is asked for too.
         let logWanted = view != .summary || report.log != nil
         let out = try OutputFile(report.log ?? (logWanted ? "-" : "/dev/null"))
         let sessions = CaptureSessions(logFormat: logWanted ? report.logFormat : nil, serverPorts: ports.serverPorts, packetLines: view == .packets)
+        sessions.eventObserver = recorder
         var failed = false
         var transcriptNumber = 0
         var transcriptStats: [(Int, ConnectionStats)] = []
@@ -77,7 +93,7 @@ struct DecodeCommand: ParsableCommand {
             switch input {
             case .transcript(let stream):
                 transcriptNumber += 1
-                let (stats, ok) = decodeTranscript(stream, path: path, number: transcriptNumber, out: out)
+                let (stats, ok) = decodeTranscript(stream, path: path, number: transcriptNumber, out: out, observer: recorder)
                 transcriptStats.append((transcriptNumber, stats))
                 if !ok { failed = true }
             case .pcap(let source):
@@ -150,9 +166,11 @@ struct DecodeCommand: ParsableCommand {
 
     /// Decodes a transcript record by record; on a damaged one prints what was decoded up
     /// to the fault, then the reason, and returns false.
-    func decodeTranscript(_ stream: TranscriptStream, path: String, number: Int, out: OutputFile) -> (ConnectionStats, Bool) {
+    func decodeTranscript(_ stream: TranscriptStream, path: String, number: Int, out: OutputFile,
+                          observer: (any ConversationObserver)?) -> (ConnectionStats, Bool) {
         var text: [UInt8] = []
         var tap = ConversationTap(connection: number, logFormat: view == .log || report.log != nil ? report.logFormat : nil)
+        tap.observer = observer
         var last: UInt64 = 0
         var ok = true
         while true {

@@ -9,7 +9,7 @@ struct NBDTap: ParsableCommand {
         commandName: "nbdtap",
         abstract: "A transparent NBD proxy, legacy-peer emulator, fault injector, request logger, capture decoder and replayer.",
         version: "nbdtap \(BuildInfo.version) (commit \(BuildInfo.commit))",
-        subcommands: [ProxyCommand.self, DecodeCommand.self, ReplayCommand.self, ProfilesCommand.self, DemoCommand.self]
+        subcommands: [ProxyCommand.self, DecodeCommand.self, PlotCommand.self, ReplayCommand.self, ProfilesCommand.self, DemoCommand.self]
     )
 
     /// As ArgumentParser's, except that `replay` exits 2 on a usage error: its 1 means

@@ -32,6 +32,8 @@ struct ProxyCommand: ParsableCommand {
 
     @OptionGroup var report: ReportOptions
 
+    @OptionGroup var plotOption: PlotOption
+
     @OptionGroup(title: "Legacy-peer emulation") var emulation: EmulationArguments
 
     @OptionGroup(title: "TLS termination") var tlsOptions: TLSArguments
@@ -100,6 +102,8 @@ struct ProxyCommand: ParsableCommand {
         config.maxConnections = maxConnections
         config.policy = try layers.chain(emulation: emulation)
         config.tls = try tlsOptions.settings(upstreamURI: upstream)
+        let plotRecorder = plotOption.plot.map { _ in PlotRecorder() }
+        config.observer = ObserverGroup.combining([plotRecorder].compactMap { $0 })
         let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
         let recorder = try pcap.map { path -> PcapRecorder in
             do { return try PcapRecorder(path: path) } catch {
@@ -209,6 +213,10 @@ struct ProxyCommand: ParsableCommand {
         sink?.close()
         do { try recorder?.close() } catch { warn("pcap \(pcap ?? ""): \(error)") }
         writeStats(server.stats.render(report.statsFormat), to: report.stats)
+        if let plotRecorder, let path = plotOption.plot,
+           !writePlot(plotRecorder.snapshot(), source: "nbdtap proxy --upstream \(upstream)", to: path), exitStatus == 0 {
+            exitStatus = 1
+        }
         if let tempDir { try? FileManager.default.removeItem(atPath: tempDir) }
         _ = sources
         if exitStatus != 0 { throw ExitCode(exitStatus) }

@@ -1,0 +1,69 @@
+/// The timeline of a session too long to draw request by request: per lane, a grid of
+/// time × offset cells, each counting the requests that start in it by command, with
+/// their errors and flags. Both axes double when a value falls past them, so the grid's
+/// memory and the page's size are fixed whatever the session's length.
+struct PlotGrid: Sendable {
+    static let timeBins = 200
+    static let offsetBins = 32
+    /// Per cell: the ten command counts, then errors, FUA, FAST_ZERO, NO_HOLE.
+    static let stride = PlotClass.count + 4
+    static let errorSlot = PlotClass.count
+    static let fuaSlot = PlotClass.count + 1
+    static let fastZeroSlot = PlotClass.count + 2
+    static let noHoleSlot = PlotClass.count + 3
+
+    var time: DoublingAxis
+    var offset: DoublingAxis
+    /// Per lane, allocated when the lane gets its first request.
+    var cells: [[UInt32]]
+
+    init(lanes: Int, timeOrigin: UInt64, timeSpan: UInt64, offsetSpan: UInt64) {
+        time = DoublingAxis(bins: Self.timeBins, origin: timeOrigin, width: max(1_000_000, timeSpan / UInt64(Self.timeBins) + 1))
+        offset = DoublingAxis(bins: Self.offsetBins, origin: 0, width: max(4096, offsetSpan / UInt64(Self.offsetBins) + 1))
+        cells = Array(repeating: [], count: lanes)
+    }
+
+    /// The slot index of the cell where a request at `start` and `offsetValue` falls,
+    /// widening the axes first when it lies past them.
+    mutating func slot(lane: Int, start: UInt64, offsetValue: UInt64) -> Int {
+        for _ in 0..<time.doublingsNeeded(start) { doubleTime() }
+        for _ in 0..<offset.doublingsNeeded(offsetValue) { doubleOffset() }
+        if cells[lane].isEmpty { cells[lane] = Array(repeating: 0, count: Self.timeBins * Self.offsetBins * Self.stride) }
+        return (time.index(start) * Self.offsetBins + offset.index(offsetValue)) * Self.stride
+    }
+
+    mutating func add(lane: Int, start: UInt64, offsetValue: UInt64, slotWithin: Int) {
+        let s = slot(lane: lane, start: start, offsetValue: offsetValue)
+        cells[lane][s + slotWithin] &+= 1
+    }
+
+    mutating func doubleTime() {
+        for l in cells.indices where !cells[l].isEmpty {
+            var merged = Array(repeating: UInt32(0), count: cells[l].count)
+            for t in 0..<Self.timeBins {
+                for o in 0..<Self.offsetBins {
+                    let from = (t * Self.offsetBins + o) * Self.stride
+                    let to = ((t / 2) * Self.offsetBins + o) * Self.stride
+                    for k in 0..<Self.stride { merged[to + k] &+= cells[l][from + k] }
+                }
+            }
+            cells[l] = merged
+        }
+        time.double()
+    }
+
+    mutating func doubleOffset() {
+        for l in cells.indices where !cells[l].isEmpty {
+            var merged = Array(repeating: UInt32(0), count: cells[l].count)
+            for t in 0..<Self.timeBins {
+                for o in 0..<Self.offsetBins {
+                    let from = (t * Self.offsetBins + o) * Self.stride
+                    let to = (t * Self.offsetBins + o / 2) * Self.stride
+                    for k in 0..<Self.stride { merged[to + k] &+= cells[l][from + k] }
+                }
+            }
+            cells[l] = merged
+        }
+        offset.double()
+    }
+}
