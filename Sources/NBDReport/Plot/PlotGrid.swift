@@ -6,7 +6,7 @@ struct PlotGrid: Sendable {
     static let timeBins = 200
     static let offsetBins = 32
     /// Per cell: the ten command counts, then errors, FUA, FAST_ZERO, NO_HOLE.
-    static let stride = PlotClass.count + 4
+    static let slots = PlotClass.count + 4
     static let errorSlot = PlotClass.count
     static let fuaSlot = PlotClass.count + 1
     static let fastZeroSlot = PlotClass.count + 2
@@ -28,8 +28,8 @@ struct PlotGrid: Sendable {
     mutating func slot(lane: Int, start: UInt64, offsetValue: UInt64) -> Int {
         for _ in 0..<time.doublingsNeeded(start) { doubleTime() }
         for _ in 0..<offset.doublingsNeeded(offsetValue) { doubleOffset() }
-        if cells[lane].isEmpty { cells[lane] = Array(repeating: 0, count: Self.timeBins * Self.offsetBins * Self.stride) }
-        return (time.index(start) * Self.offsetBins + offset.index(offsetValue)) * Self.stride
+        if cells[lane].isEmpty { cells[lane] = Array(repeating: 0, count: Self.timeBins * Self.offsetBins * Self.slots) }
+        return (time.index(start) * Self.offsetBins + offset.index(offsetValue)) * Self.slots
     }
 
     mutating func add(lane: Int, start: UInt64, offsetValue: UInt64, slotWithin: Int) {
@@ -37,14 +37,23 @@ struct PlotGrid: Sendable {
         cells[lane][s + slotWithin] &+= 1
     }
 
+    /// Cells holding at least one request, over all lanes.
+    var occupiedCells: Int {
+        var n = 0
+        for lane in cells where !lane.isEmpty {
+            for c in stride(from: 0, to: lane.count, by: Self.slots) where lane[c..<c + PlotClass.count].contains(where: { $0 > 0 }) { n += 1 }
+        }
+        return n
+    }
+
     mutating func doubleTime() {
         for l in cells.indices where !cells[l].isEmpty {
             var merged = Array(repeating: UInt32(0), count: cells[l].count)
             for t in 0..<Self.timeBins {
                 for o in 0..<Self.offsetBins {
-                    let from = (t * Self.offsetBins + o) * Self.stride
-                    let to = ((t / 2) * Self.offsetBins + o) * Self.stride
-                    for k in 0..<Self.stride { merged[to + k] &+= cells[l][from + k] }
+                    let from = (t * Self.offsetBins + o) * Self.slots
+                    let to = ((t / 2) * Self.offsetBins + o) * Self.slots
+                    for k in 0..<Self.slots { merged[to + k] &+= cells[l][from + k] }
                 }
             }
             cells[l] = merged
@@ -57,9 +66,9 @@ struct PlotGrid: Sendable {
             var merged = Array(repeating: UInt32(0), count: cells[l].count)
             for t in 0..<Self.timeBins {
                 for o in 0..<Self.offsetBins {
-                    let from = (t * Self.offsetBins + o) * Self.stride
-                    let to = (t * Self.offsetBins + o / 2) * Self.stride
-                    for k in 0..<Self.stride { merged[to + k] &+= cells[l][from + k] }
+                    let from = (t * Self.offsetBins + o) * Self.slots
+                    let to = (t * Self.offsetBins + o / 2) * Self.slots
+                    for k in 0..<Self.slots { merged[to + k] &+= cells[l][from + k] }
                 }
             }
             cells[l] = merged

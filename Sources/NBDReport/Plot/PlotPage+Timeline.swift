@@ -72,11 +72,17 @@ extension PlotPage {
         return s + "</svg>\n"
     }
 
-    static func cells(_ g: PlotGrid, _ m: PlotModel, lh: Double, x: (UInt64) -> Double, y: (Int, Double) -> Double) -> String {
+    /// Cells drawn at most: past it, time bins merge pairwise until the page fits (about
+    /// 250 bytes a cell, so some 2 MB at worst).
+    static let cellBudget = 8_000
+
+    static func cells(_ grid: PlotGrid, _ m: PlotModel, lh: Double, x: (UInt64) -> Double, y: (Int, Double) -> Double) -> String {
+        var g = grid
+        while g.occupiedCells > cellBudget && g.time.width < 1 << 62 { g.doubleTime() }
         var s = ""
         var most: UInt32 = 1
         for lane in g.cells where !lane.isEmpty {
-            for c in stride(from: 0, to: lane.count, by: PlotGrid.stride) {
+            for c in stride(from: 0, to: lane.count, by: PlotGrid.slots) {
                 most = max(most, lane[c..<c + PlotClass.count].reduce(0, +))
             }
         }
@@ -86,7 +92,7 @@ extension PlotPage {
         for (l, lane) in g.cells.enumerated() where !lane.isEmpty {
             for ti in 0..<PlotGrid.timeBins {
                 for oi in 0..<PlotGrid.offsetBins {
-                    let base = (ti * PlotGrid.offsetBins + oi) * PlotGrid.stride
+                    let base = (ti * PlotGrid.offsetBins + oi) * PlotGrid.slots
                     let counts = lane[base..<base + PlotClass.count]
                     let n = counts.reduce(0, +)
                     guard n > 0 else { continue }
@@ -106,10 +112,11 @@ extension PlotPage {
                     let yBottom = y(l, Double(oi) * ow)
                     let opacity = 0.3 + 0.7 * log2(Double(n) + 1) / log2(Double(most) + 1)
                     let countsText = present.map { "\(PlotClass.names[$0])=\(counts[base + $0])" }.joined(separator: " ")
-                    var title = "\(PlotText.short(Double(start &- (m.firstTime ?? t0)) / 1e9)) s to \(PlotText.short(Double(start &+ tw &- (m.firstTime ?? t0)) / 1e9)) s, "
-                    title += "offsets \(PlotText.bytes(Double(oi) * ow)) to \(PlotText.bytes(Double(oi + 1) * ow)): \(n) request\(n == 1 ? "" : "s"): "
+                    let from = Double(start &- (m.firstTime ?? t0))
+                    var title = "\(PlotText.duration(nanoseconds: from))–\(PlotText.duration(nanoseconds: from + Double(tw))), "
+                    title += "\(PlotText.bytes(Double(oi) * ow))–\(PlotText.bytes(Double(oi + 1) * ow)): "
                     title += present.map { "\(PlotClass.names[$0]) \(counts[base + $0])" }.joined(separator: ", ")
-                    title += "; errors \(errors), FUA \(fua), FAST_ZERO \(fast), NO_HOLE \(noHole)"
+                    for (name, n) in [("errors", errors), ("FUA", fua), ("FAST_ZERO", fast), ("NO_HOLE", noHole)] where n > 0 { title += "; \(name) \(n)" }
                     s += "<rect class=\"\(cls)\" data-counts=\"\(countsText)\" x=\"\(PlotText.px(x0))\" y=\"\(PlotText.px(min(yTop, yBottom - 1.5)))\" "
                     s += "width=\"\(PlotText.px(max(x1 - x0, 1.5)))\" height=\"\(PlotText.px(max(yBottom - yTop, 1.5)))\" fill-opacity=\"\(PlotText.short(opacity))\"><title>\(title)</title></rect>\n"
                 }
