@@ -26,7 +26,7 @@ in c's zeromode=emulate rows: nbdkit's core emulates zeroes above every filter, 
 filter records the emulated Writes instead of the Zero, and fast zeroes fail there without
 a log line (../shared/reference/nbdkit-formats.md).
 
-Usage: bench/zero-matrix.py [--columns a,b,c] [--nbdtap PATH] [--qemu-nbd PATH] [--markdown FILE]
+Usage: bench/zero-matrix.py [--columns a,b,c] [--nbdtap PATH] [--qemu-nbd PATH] [--markdown FILE] [--plot DIR]
 Run from anywhere after `swift build -c release` (a, b) and scripts/setup (nbdkit,
 python3-libnbd; qemu 10 in .peers/qemu-10, located by scripts/peers as the tests do, or
 NBDTAP_QEMU10_DIR). Only Unix sockets in a temporary directory; every process is started
@@ -274,6 +274,7 @@ def run_nbdtap_row(procs, env, tools, a, d, col, i, row):
         out, err = os.path.join(d, "%s%d.out" % (col, i)), os.path.join(d, "%s%d.err" % (col, i))
         cmd = ([tools["nbdtap"], "proxy", "--upstream", "nbd+unix:///?socket=" + up, "--quiet", "--log", log]
                + row_options(row, lambda k, v: ["--" + k, v]) + ([] if a.without_new_layers else NEW_LAYERS)
+               + (["--plot", os.path.join(a.plot, "%s%d.html" % (col, i))] if a.plot else [])
                + ["--run", "python3 " + os.path.join(d, "client.py")])
         px = procs.start("nbdtap", cmd, env, open(out, "w"), open(err, "w"))
         rc = procs.wait(px, ROW_TIMEOUT)
@@ -364,8 +365,11 @@ def main():
     ap.add_argument("--nbdtap", default=os.path.join(REPO, ".build/release/nbdtap"))
     ap.add_argument("--qemu-nbd", help="qemu-nbd 10 (default: scripts/peers qemu10, i.e. .peers/qemu-10/usr/bin/qemu-nbd)")
     ap.add_argument("--markdown", metavar="FILE")
+    ap.add_argument("--plot", metavar="DIR", help="write nbdtap's page of each nbdtap row (a, b) to DIR/COLUMN-ROW.html (proxy --plot)")
     ap.add_argument("--without-new-layers", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.plot:
+        os.makedirs(a.plot, exist_ok=True)
     cols = [c.strip() for c in a.columns.split(",") if c.strip()]
     if not cols or any(c not in COLUMNS for c in cols) or len(set(cols)) != len(cols):
         ap.error("--columns takes a comma-separated list of a, b, c, each once (got %r)" % a.columns)
