@@ -3,6 +3,26 @@ import Foundation
 import Glibc
 #endif
 
+/// The endpoint's limits, as Docs/metrics.md gives them.
+enum MetricsLimits {
+    static let connections = 16
+}
+
+/// A TCP connection to 127.0.0.1:port that sends nothing (it holds one of the endpoint's places).
+func openSocket(_ port: Int) -> Int32? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard r == 0 else {
+        close(fd)
+        return nil
+    }
+    return fd
+}
+
 /// A response as the metrics tests read it off a plain socket.
 struct HTTPReply {
     var status: Int

@@ -144,6 +144,13 @@ struct MetricsTests {
         #expect(prom("nbdtap_request_errors_total") == Double(errorTotal))
         #expect(prom("nbdtap_request_errors_total", ["command": "READ", "errno": "EINVAL"]) >= 1, "the read past the end")
         #expect(prom("nbdtap_connections_total") == Double(stats["connections"] as? Int ?? -1))
+        // Violations by code: the read past the end is one (beyond_export_size).
+        let violations = stats["violations"] as? [String: Int] ?? [:]
+        for (code, n) in violations {
+            #expect(prom("nbdtap_protocol_violations_total", ["code": code]) == Double(n), "\(code)")
+        }
+        #expect(prom("nbdtap_protocol_violations_total") == Double(violations.values.reduce(0, +)))
+        #expect(violations["beyond_export_size"] ?? 0 >= 1, "\(violations)")
         #expect(prom("nbdtap_read_bytes_total") == Double(commands["READ"]?["bytes"] as? Int ?? -1))
         #expect(prom("nbdtap_written_bytes_total") == Double(commands["WRITE"]?["bytes"] as? Int ?? -1))
         // The WRITE_ZEROES fast split: nbdsh sent one fast and two plain.
@@ -228,11 +235,47 @@ struct MetricsTests {
         #expect(huge.isEmpty)
         #expect(try httpGet(port: port, "/metrics")?.status == 200)
 
+        // 16 connections at once: the 17th is closed unanswered, and one more is served
+        // once one of the 16 has gone.
+        var held: [Int32] = []
+        for _ in 0..<MetricsLimits.connections { held.append(try #require(openSocket(port))) }
+        try waitUntil("the 16 to be admitted") { samples(try httpGet(port: port, "/metrics")?.body ?? "").isEmpty }
+        #expect(try httpGet(port: port, "/metrics") == nil)
+        close(held.removeLast())
+        try waitUntil("a free place") { try httpGet(port: port, "/metrics")?.status == 200 }
+        for fd in held { close(fd) }
+
         kill(px.processIdentifier, SIGTERM)
         try waitForExit(px)
         #expect(px.terminationStatus == 0)
         // The endpoint ends with the proxy.
         #expect(!tcpConnects(port))
+    }
+
+    /// A client whose upstream cannot be reached: one connection, one connect failure, none open.
+    @Test(.enabled(if: Peers.enabled("nbdsh")))
+    func upstreamFailureIsCounted() throws {
+        let s = try Scratch()
+        let (px, port, sock) = try proxy(s, upstream: s.path("nobody.sock"), metrics: "0")
+        let r = try s.nbdsh("nbd+unix:///?socket=\(sock)", """
+            import nbd
+            h = nbd.NBD()
+            try:
+                h.connect_uri(os.environ["uri"])
+                raise SystemExit("connected without an upstream")
+            except nbd.Error:
+                pass
+            """)
+        #expect(r.status == 0, "\(r.output)")
+        var v: [String: Double] = [:]
+        try waitUntil("the connection to close") {
+            v = samples(try httpGet(port: port, "/metrics")?.body ?? "")
+            return v["nbdtap_connections_total"] == 1 && v["nbdtap_connections_open"] == 0
+        }
+        #expect(v["nbdtap_upstream_connect_failures_total"] == 1)
+        #expect(v["nbdtap_requests_in_flight"] == 0)
+        kill(px.processIdentifier, SIGTERM)
+        try waitForExit(px)
     }
 
     /// The proxy's rule for `--listen`: any address the user names, 127.0.0.1 unless one is
