@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .target(
@@ -65,6 +66,20 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        /// `--metrics`: the conversation's events as Prometheus metrics, served over HTTP/1.
+        /// Apart from the relay so that what builds the relay alone (the fuzz targets)
+        /// does not build swift-prometheus or NIOHTTP1.
+        .target(
+            name: "NBDMetrics",
+            dependencies: [
+                "NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
         /// pcap input and TCP reassembly. Release builds skip Swift's run-time exclusivity
         /// checks here (debug builds and tests keep them): they were ~15% of decoding a
@@ -88,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "nbdtap",
             dependencies: [
-                "NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDCapture", "NBDEmulation", "NBDReplay", "NBDTLS",
+                "NBDProtocol", "NBDConversation", "NBDReport", "NBDProxy", "NBDCapture", "NBDEmulation", "NBDReplay", "NBDTLS", "NBDMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

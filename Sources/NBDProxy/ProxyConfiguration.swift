@@ -29,6 +29,8 @@ public struct ProxyConfiguration: Sendable {
     public var tls = TLSSettings()
     /// Sees every connection's events beside the log and statistics (`--plot`, `--metrics`).
     public var observer: (any ConversationObserver)?
+    /// Told as connections open and close and when an upstream cannot be reached (`--metrics`).
+    public var lifecycle: (any ProxyLifecycleObserver)?
 
     public init(listen: NBDURI.Endpoint, upstream: NBDURI.Endpoint, logFormat: LogFormat?) {
         self.listen = listen

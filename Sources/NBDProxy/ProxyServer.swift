@@ -108,6 +108,7 @@ public final class ProxyServer: @unchecked Sendable {
             guard let self else { return }
             self.lock.withLock { _ = self.sessions.removeValue(forKey: s.id) }
             self.poller.connections.subtract(1, ordering: .relaxed)
+            self.config.lifecycle?.connectionClosed(s.id)
             self.onConnectionClosed?(s.id, s.tap.stats, s.closeReason)
         }
         if !config.policy.isTransparent || config.tls.isActive {
@@ -115,6 +116,7 @@ public final class ProxyServer: @unchecked Sendable {
             session.tls = tlsProvider
         }
         session.tap.observer = config.observer
+        config.lifecycle?.connectionOpened(id)
         if let rate = config.policy.rate { session.shaper = RateShaper(rate, shared: sharedRate) }
         poller.connections.add(1, ordering: .relaxed)
         if poller.enabled { session.poller = poller }
@@ -147,6 +149,7 @@ public final class ProxyServer: @unchecked Sendable {
                     clientSide.start()
                     upstreamSide.start()
                 case .failure(let error):
+                    self.config.lifecycle?.upstreamConnectFailed(id)
                     session.upstreamFailed(error, upstream: NBDURI(endpoint: self.config.upstream).description)
                 }
             }

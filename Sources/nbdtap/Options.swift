@@ -1,9 +1,14 @@
 import ArgumentParser
+import NBDMetrics
 import NBDProtocol
 import NBDReport
 
 extension LogFormat: ExpressibleByArgument {}
 extension StatsFormat: ExpressibleByArgument {}
+
+extension MetricsAddress: ExpressibleByArgument {
+    public init?(argument: String) { self.init(parsing: argument) }
+}
 
 extension NBDURI: ExpressibleByArgument {
     public init?(argument: String) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import NBDMetrics
 import NBDProtocol
 import NIOCore
 import NBDProxy
@@ -55,6 +56,9 @@ struct ProxyCommand: ParsableCommand {
     @Option(name: .customLong("stats-interval"), help: ArgumentHelp("Also write the statistics so far every SECONDS, open connections included (SIGUSR1 does it once).", valueName: "SECONDS"))
     var statsInterval: Double?
 
+    @Option(name: .long, help: ArgumentHelp("Serve Prometheus metrics at http://ADDR/metrics while the proxy runs; ADDR is PORT, HOST:PORT or [V6]:PORT (host 127.0.0.1 unless given). See Docs/metrics.md.", valueName: "ADDR"))
+    var metrics: MetricsAddress?
+
     @Option(name: .customLong("handshake-timeout"), help: ArgumentHelp("Close a client that has not finished the NBD handshake after SECONDS (0: never; qemu-nbd's limit is 10).", valueName: "SECONDS"))
     var handshakeTimeout: Double = 10
 
@@ -103,7 +107,9 @@ struct ProxyCommand: ParsableCommand {
         config.policy = try layers.chain(emulation: emulation)
         config.tls = try tlsOptions.settings(upstreamURI: upstream)
         let plotRecorder = plotOption.plot.map { _ in PlotRecorder() }
-        config.observer = ObserverGroup.combining([plotRecorder].compactMap { $0 })
+        let prometheus = metrics.map { _ in PrometheusMetrics() }
+        config.observer = ObserverGroup.combining([plotRecorder as (any ConversationObserver)?, prometheus].compactMap { $0 })
+        config.lifecycle = prometheus
         let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
         let recorder = try pcap.map { path -> PcapRecorder in
             do { return try PcapRecorder(path: path) } catch {
@@ -136,10 +142,23 @@ struct ProxyCommand: ParsableCommand {
                      + (reason.map { "; \($0)" } ?? ""))
             }
         }
+        // Bound before the proxy's socket, so that a port in use stops nbdtap before it
+        // takes any connection.
+        var metricsEndpoint: MetricsEndpoint?
+        if let metrics, let prometheus {
+            do {
+                metricsEndpoint = try MetricsEndpoint.start(metrics, registry: prometheus.registry)
+            } catch {
+                warn("cannot serve metrics on \(metrics): \(error)")
+                throw ExitCode.failure
+            }
+            warn("metrics on \(metricsEndpoint?.url ?? "")")
+        }
         let bound: NBDURI.Endpoint
         do {
             bound = try server.start()
         } catch {
+            metricsEndpoint?.close()
             // A run-time failure, not a usage error: no usage text, exit status 1.
             warn("cannot listen on \(NBDURI(endpoint: listenEndpoint)): \(error)")
             throw ExitCode.failure
@@ -217,6 +236,8 @@ struct ProxyCommand: ParsableCommand {
            !writePlot(plotRecorder.snapshot(), source: "nbdtap proxy --upstream \(upstream)", to: path), exitStatus == 0 {
             exitStatus = 1
         }
+        // Last, so that a scrape after the drain still sees the final counts.
+        metricsEndpoint?.close()
         if let tempDir { try? FileManager.default.removeItem(atPath: tempDir) }
         _ = sources
         if exitStatus != 0 { throw ExitCode(exitStatus) }

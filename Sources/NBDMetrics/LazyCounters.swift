@@ -1,0 +1,22 @@
+import NIOConcurrencyHelpers
+import Prometheus
+
+/// Counters of one labelled family made on first use: for label sets that are bounded
+/// (the spec's errno names, the violation codes) but mostly never seen, so that a scrape
+/// shows only what happened. Looked up only when such a thing happens (an error, a
+/// violation), never per request: the lock is not on the hot path.
+final class LazyCounters<Key: Hashable & Sendable>: Sendable {
+    let make: @Sendable (Key) -> Counter
+    let made = NIOLockedValueBox<[Key: Counter]>([:])
+
+    init(_ make: @escaping @Sendable (Key) -> Counter) { self.make = make }
+
+    func counter(_ key: Key) -> Counter {
+        made.withLockedValue { made in
+            if let c = made[key] { return c }
+            let c = make(key)
+            made[key] = c
+            return c
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import NBDConversation
+import NBDProtocol
+import NBDProxy
+import NBDReport
+import NIOConcurrencyHelpers
+import Prometheus
+
+/// `--metrics`: every connection's events, counted as `ConnectionStats` counts them (so a
+/// Prometheus server and nbdtap's statistics at exit agree), into swift-prometheus
+/// objects made once up front. The hot path is an array index and an atomic add per
+/// request: no registry look-ups, no per-connection or per-request labels. Docs/metrics.md
+/// lists each metric and the bounds on its labels.
+public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserver {
+    public let registry = PrometheusCollectorRegistry()
+
+    /// By `CommandLabel` index.
+    let requests: [Counter]
+    let requestBytes: [Counter]
+    let durations: [DurationHistogram]
+    let readBytes: Counter
+    let writtenBytes: Counter
+    /// WRITE_ZEROES without and with NBD_CMD_FLAG_FAST_ZERO.
+    let zeroes: (slow: Counter, fast: Counter)
+    let errors: LazyCounters<ErrorKey>
+    let violations: LazyCounters<ProtocolViolation.Code>
+    let inFlight: Gauge
+    let connectionsOpen: Gauge
+    let connectionsTotal: Counter
+    let upstreamFailures: Counter
+    /// Requests in flight per open connection, so that a connection's close takes away
+    /// whatever it left counted. Normally nothing: the decoder reports every request
+    /// still in flight abandoned when the connection ends, except the one that broke its
+    /// in-flight limit (that request never entered its table). Touched once per feed
+    /// that starts or ends requests, not per event.
+    let inFlightByConnection = NIOLockedValueBox<[Int: Int]>([:])
+
+    struct ErrorKey: Hashable, Sendable {
+        var command: Int
+        var errno: String
+    }
+
+    /// Request latency buckets: 10 us to 10 s, 1-2.5-5 per decade (a memory-backed
+    /// nbdkit answers in tens of microseconds, a stalled disk in seconds).
+    static let latencyBuckets: [Duration] = {
+        var out: [Duration] = []
+        var decade: Int64 = 10_000  // 10 us in ns
+        while decade < 10_000_000_000 {
+            out += [decade, decade * 25 / 10, decade * 5].map { Duration.nanoseconds($0) }
+            decade *= 10
+        }
+        return out + [.seconds(10)]
+    }()
+
+    static func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "nbdtap", metricName: name, unitName: unit, helpText: help)
+    }
+
+    /// The two families made on first use; computed, as a descriptor is not `Sendable`.
+    static var errorsName: MetricNameDescriptor {
+        d("request_errors", "total", "Requests answered with an error, or abandoned (errno ENOTCONN), by command and errno name.")
+    }
+    static var violationsName: MetricNameDescriptor {
+        d("protocol_violations", "total", "Departures from the NBD protocol either peer made, by violation code.")
+    }
+
+    public init() {
+        let r = registry
+        let d = Self.d
+        let requestsName = d("requests", "total", "NBD requests by command, counted as nbdtap's statistics count them (when the request is seen).")
+        let bytesName = d("request_bytes", "total", "Bytes the requests act on, by command: data bytes for READ and WRITE, the range for the others.")
+        let durationName = d("request_duration", "seconds", "Time from a request to its final reply, by command (replied requests, errors included).")
+        let labels = (0..<CommandLabel.count).map { [("command", CommandLabel.name($0))] }
+        requests = labels.map { r.makeCounter(descriptor: requestsName, labels: $0) }
+        requestBytes = labels.map { r.makeCounter(descriptor: bytesName, labels: $0) }
+        durations = labels.map { r.makeDurationHistogram(descriptor: durationName, labels: $0, buckets: Self.latencyBuckets) }
+        readBytes = r.makeCounter(descriptor: d("read_bytes", "total", "Bytes READ requests asked for (node_exporter's node_disk_read_bytes_total)."))
+        writtenBytes = r.makeCounter(descriptor: d("written_bytes", "total", "Bytes WRITE requests carried (node_exporter's node_disk_written_bytes_total)."))
+        let zeroesName = d("write_zeroes", "total", "WRITE_ZEROES requests without (fast=0) and with (fast=1) NBD_CMD_FLAG_FAST_ZERO.")
+        zeroes = (r.makeCounter(descriptor: zeroesName, labels: [("fast", "0")]), r.makeCounter(descriptor: zeroesName, labels: [("fast", "1")]))
+        errors = LazyCounters { [r] key in
+            r.makeCounter(descriptor: Self.errorsName, labels: [("command", CommandLabel.name(key.command)), ("errno", key.errno)])
+        }
+        violations = LazyCounters { [r] code in r.makeCounter(descriptor: Self.violationsName, labels: [("code", code.rawValue)]) }
+        inFlight = r.makeGauge(descriptor: d("requests_in_flight", "", "Requests sent and not yet answered, over all open connections."))
+        connectionsOpen = r.makeGauge(descriptor: d("connections_open", "", "Client connections open now."))
+        connectionsTotal = r.makeCounter(descriptor: d("connections", "total", "Client connections accepted (refused ones too, as the statistics count them)."))
+        upstreamFailures = r.makeCounter(descriptor: d("upstream_connect_failures", "total", "Connections whose upstream connection could not be made."))
+    }
+
+    // MARK: ConversationObserver
+
+    public func observe(_ events: [ConversationEvent], connection: Int) {
+        var inFlightChange = 0
+        for e in events {
+            switch e.kind {
+            case .request(let r):
+                count(r)
+                // NBD_CMD_DISC gets no reply: never in flight (the decoder keeps it out too).
+                if case .disc = r.header.command {} else { inFlightChange += 1 }
+            case .completed(let c):
+                inFlightChange -= count(c)
+            case .violation(let v):
+                violations.counter(v.code).increment()
+            case .serverGreeting, .clientFlags, .option, .optionReply, .exportNameReply, .transmissionStarted,
+                 .simpleReply, .replyChunk, .payload, .tlsStarted, .opaque, .compliance, .gap, .skipped, .closed:
+                break
+            }
+        }
+        if inFlightChange != 0 { adjustInFlight(connection, by: inFlightChange) }
+    }
+
+    /// As `CommandStats.count(request:)`: requests and `effectLength` bytes when the
+    /// request is seen, and the WRITE_ZEROES fast split.
+    @inline(__always)
+    func count(_ r: RequestEvent) {
+        let i = CommandLabel.index(r.header.command)
+        requests[i].increment()
+        // The statistics add with wrap-around in UInt64; a length past Int64.max is a
+        // broken or hostile client, and the counter takes the most it can.
+        let bytes = Int64(clamping: r.effectLength)
+        requestBytes[i].increment(by: bytes)
+        switch r.header.command {
+        case .read: readBytes.increment(by: bytes)
+        case .write: writtenBytes.increment(by: bytes)
+        case .writeZeroes: (r.header.flags.contains(.fastZero) ? zeroes.fast : zeroes.slow).increment()
+        case .disc, .flush, .trim, .cache, .blockStatus, .resize, .unknown: break
+        }
+    }
+
+    /// As `CommandStats.count(completed:)`: errors by name, ENOTCONN for an abandoned
+    /// request, latency of replied ones. Returns how many requests left flight (0 or 1).
+    @inline(__always)
+    func count(_ c: CompletedRequest) -> Int {
+        let i = CommandLabel.index(c.request.command)
+        switch c.outcome {
+        case .replied:
+            if c.error != .ok { errors.counter(ErrorKey(command: i, errno: CommandLabel.errno(c.error))).increment() }
+            durations[i].record(.nanoseconds(Int64(clamping: c.latencyNanoseconds)))
+            return 1
+        case .abandoned:
+            errors.counter(ErrorKey(command: i, errno: "ENOTCONN")).increment()
+            return 1
+        case .noReply:
+            return 0
+        }
+    }
+
+    func adjustInFlight(_ connection: Int, by change: Int) {
+        inFlightByConnection.withLockedValue { table in
+            let now = table[connection, default: 0] + change
+            table[connection] = now == 0 ? nil : now
+        }
+        inFlight.increment(by: Double(change))
+    }
+
+    // MARK: ProxyLifecycleObserver
+
+    public func connectionOpened(_ connection: Int) {
+        connectionsTotal.increment()
+        connectionsOpen.increment()
+    }
+
+    public func connectionClosed(_ connection: Int) {
+        let left = inFlightByConnection.withLockedValue { $0.removeValue(forKey: connection) } ?? 0
+        if left != 0 { inFlight.increment(by: Double(-left)) }
+        connectionsOpen.decrement()
+    }
+
+    public func upstreamConnectFailed(_ connection: Int) {
+        upstreamFailures.increment()
+    }
+}
