@@ -58,6 +58,28 @@ struct DoublingSeries: Sendable {
         values[axis.index(value) * series + s] &+= amount
     }
 
+    /// Adds `amount` spread over [from, to) in proportion to each bin's overlap (all of it
+    /// in one bin when the span is empty), so that a long request shows as a rate over its
+    /// time rather than a spike at its start. The parts add up to `amount` exactly.
+    mutating func spread(_ amount: UInt64, from: UInt64, to: UInt64, series s: Int) {
+        let end = max(to, from)
+        for _ in 0..<axis.doublingsNeeded(end) { double() }
+        let first = axis.index(from)
+        let last = axis.index(end)
+        guard first < last, end > from, from >= axis.origin else {
+            values[first * series + s] &+= amount
+            return
+        }
+        var given: UInt64 = 0
+        for i in first..<last {
+            let overlap = min(axis.start(i + 1), end) - max(axis.start(i), from)
+            let part = UInt64(Double(amount) * Double(overlap) / Double(end - from))
+            values[i * series + s] &+= part
+            given &+= part
+        }
+        values[last * series + s] &+= amount &- given
+    }
+
     mutating func double() {
         var merged = Array(repeating: UInt64(0), count: values.count)
         for i in 0..<axis.bins {

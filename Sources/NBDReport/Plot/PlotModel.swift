@@ -25,7 +25,7 @@ public struct PlotModel: Sendable {
     }
 
     struct Key: Hashable { var connection: Int; var id: UInt64 }
-    struct Pending { var mark: Int?; var lane: Int; var command: Int; var start: UInt64; var offset: UInt64 }
+    struct Pending { var mark: Int?; var lane: Int; var command: Int; var start: UInt64; var offset: UInt64; var length: UInt64 }
 
     /// Per command: what the summary table and the latency curves show.
     public struct Totals: Sendable {
@@ -95,7 +95,6 @@ public struct PlotModel: Sendable {
         if throughput == nil {
             throughput = DoublingSeries(axis: DoublingAxis(bins: 240, origin: time, width: 1 << 14), series: PlotClass.count)
         }
-        throughput!.add(length, at: time, series: c)
         if grid == nil && marks.count >= Self.markLimit { aggregate() }
         var markIndex: Int?
         if grid != nil {
@@ -105,7 +104,7 @@ public struct PlotModel: Sendable {
             marks.append(Mark(lane: l, command: c, flags: flags, offset: offset, length: length, start: time, end: nil, error: nil, text: text))
         }
         if pending.count < Self.pendingLimit {
-            pending[Key(connection: connection, id: id)] = Pending(mark: markIndex, lane: l, command: c, start: time, offset: offset)
+            pending[Key(connection: connection, id: id)] = Pending(mark: markIndex, lane: l, command: c, start: time, offset: offset, length: length)
         } else {
             unmatched += 1
         }
@@ -117,6 +116,8 @@ public struct PlotModel: Sendable {
         lastTime = max(lastTime, time)
         guard let p = pending.removeValue(forKey: Key(connection: connection, id: id)) else { return }
         if let latency { totals[p.command].latency.record(latency) }
+        // Throughput counts a request's bytes over the time it took, once it is over.
+        throughput?.spread(p.length, from: p.start, to: time, series: p.command)
         if error != nil { totals[p.command].errors += 1 }
         if let m = p.mark, m < marks.count {
             marks[m].end = time

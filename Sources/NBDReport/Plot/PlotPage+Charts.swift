@@ -48,14 +48,15 @@ extension PlotPage {
         let used = (0..<PlotClass.count).filter { c in (0..<bins).contains { series.values[$0 * series.series + c] > 0 } }
         var peak = 1.0
         for i in 0..<bins { for c in used { peak = max(peak, Double(series.values[i * series.series + c]) / width * 1e9) } }
-        func x(_ i: Double) -> Double { left + i / Double(bins) * plotWidth }
+        // The timeline's time axis, so the two line up.
+        let span = Double(max(m.lastTime &- (m.firstTime ?? 0), 1))
+        func x(_ i: Double) -> Double { left + min(i * width / span, 1) * plotWidth }
         func y(_ rate: Double) -> Double { chartTop + (1 - rate / peak) * chartHeight }
         s += frame(yLabels: [(0, "0"), (peak / 2, PlotText.bytes(peak / 2) + "/s"), (peak, PlotText.bytes(peak) + "/s")], y: y)
-        let span = Double(bins) * width
         let step = PlotText.tickStep(span, count: 8)
         var t = 0.0
         while t <= span * (1 + 1e-9) {
-            let px = x(t / width)
+            let px = left + t / span * plotWidth
             s += "<text x=\"\(PlotText.px(px))\" y=\"\(PlotText.px(chartTop + chartHeight + 14))\" text-anchor=\"middle\">\(PlotText.duration(nanoseconds: t))</text>"
             t += step
         }

@@ -4,7 +4,7 @@ import Glibc
 
 /// The timeline: time across, export offset up, one lane per connection.
 extension PlotPage {
-    static func laneHeight(_ lanes: Int) -> Double { lanes <= 2 ? 240 : max(90, 640 / Double(lanes)) }
+    static func laneHeight(_ lanes: Int) -> Double { lanes == 1 ? 300 : lanes == 2 ? 240 : max(90, 640 / Double(lanes)) }
     static let laneGap = 30.0
 
     static func timeline(_ m: PlotModel) -> String {
@@ -46,7 +46,9 @@ extension PlotPage {
         } else {
             for mark in m.marks {
                 let x0 = x(mark.start)
-                let x1 = x(mark.end ?? m.lastTime)
+                // A command without a range (FLUSH, DISC) is a line at its start; its
+                // duration is in the hover text.
+                let x1 = mark.length == 0 ? x0 : x(mark.end ?? m.lastTime)
                 var cls = "mark c\(mark.command)"
                 if mark.flags.contains(.fua) { cls += " fua" }
                 if mark.flags.contains(.noHole) { cls += " nh" }
@@ -66,7 +68,7 @@ extension PlotPage {
                     y0 = min(yTop, yBottom - 1.5)
                 }
                 s += "<rect class=\"\(cls)\" data-cmd=\"\(PlotClass.names[mark.command])\" x=\"\(PlotText.px(x0))\" y=\"\(PlotText.px(y0))\" "
-                s += "width=\"\(PlotText.px(max(x1 - x0, 1.5)))\" height=\"\(PlotText.px(h))\"><title>\(PlotText.escape(mark.text))</title></rect>\n"
+                s += "width=\"\(PlotText.px(max(x1 - x0, mark.length == 0 ? 2 : 3)))\" height=\"\(PlotText.px(h))\"><title>\(PlotText.escape(mark.text))</title></rect>\n"
             }
         }
         return s + "</svg>\n"

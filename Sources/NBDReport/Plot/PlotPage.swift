@@ -40,7 +40,7 @@ public enum PlotPage {
         out += "<div id=\"info\">Hover a mark to see its log lines.</div>\n"
         out += "<h2>Latency</h2>\n<p>Share of replies within a latency, by command (log scale).</p>\n"
         out += latency(model)
-        out += "<h2>Throughput</h2>\n<p>Bytes requested per second by command (the length each request acts on, as the statistics count it).</p>\n"
+        out += "<h2>Throughput</h2>\n<p>Bytes per second by command: each request's length (what it acts on, as the statistics count it) spread over the time to its reply.</p>\n"
         out += throughput(model)
         out += script
         out += "</body></html>\n"
