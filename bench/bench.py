@@ -29,7 +29,9 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
@@ -323,12 +325,20 @@ class NBDTapPath(Path):
         self.files = [os.path.join(ctx.out_dir, f"{self.key}-{self.n}.{x}") for x in ("log", "pcap", "stats")]
         argv = [ctx.nbdtap, "proxy", "--upstream", ctx.upstream_uri, "--listen", unix_uri(self.sock),
                 "--quiet", "--stats", self.files[2], "--stats-format", "json"]
+        self.scraper = None
         for x in self.extra:
-            argv += [x, self.files[0] if x == "--log" else self.files[1]]
+            if x == "--metrics":
+                port = free_port()
+                argv += [x, f"127.0.0.1:{port}"]
+                self.scraper = Scraper(f"http://127.0.0.1:{port}/metrics")
+            else:
+                argv += [x, self.files[0] if x == "--log" else self.files[1]]
         if "--log" in self.extra:
             argv += ["--log-format", "nbdkit"]
         self.proc = PROCS.start(self.key, argv, stderr=os.path.join(d, f"{self.key}-{self.n}.err"))
         wait_unix(self.sock, self.proc)
+        if self.scraper:
+            self.scraper.start()
         self.cpu0 = proc_cpu_seconds(self.proc.pid)
         return unix_uri(self.sock)
 
@@ -336,8 +346,11 @@ class NBDTapPath(Path):
         pid = self.proc.pid
         cpu = proc_cpu_seconds(pid) - self.cpu0
         hwm = proc_hwm_kib(pid)
+        scrapes = self.scraper.stop() if self.scraper else None
         rc = PROCS.stop(self.proc, signal.SIGTERM)
         res = {"cpu_s": cpu, "hwm_kib": hwm}
+        if scrapes is not None:
+            res["scrapes"] = scrapes
         if rc != 0:
             res["proxy_exit"] = rc
             res["proxy_stderr"] = tail(os.path.join(ctx.tmp, f"{self.key}-{self.n}.err"))
@@ -356,6 +369,32 @@ class NBDTapPath(Path):
         if os.path.exists(self.sock):
             os.unlink(self.sock)
         return res
+
+
+class Scraper:
+    """Fetches /metrics once a second while a run lasts, as a Prometheus server would, so
+    the metrics path pays for its scrapes too."""
+
+    def __init__(self, url):
+        self.url, self.count, self.done = url, 0, threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def loop(self):
+        while not self.done.wait(1.0):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    r.read()
+                self.count += 1
+            except OSError:
+                pass
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.count
 
 
 class PersistentProxy(Path):
@@ -491,7 +530,8 @@ def run_proxy_section(args, nbdtap):
 
     notes = [f"nbdtap's --log and --pcap files are written to {'tmpfs (/dev/shm)' if ctx.out_dir == shm else 'disk (' + ctx.tmp + ')'} and deleted after each run."]
     paths = [Direct(), NBDTapPath("tap", "nbdtap, log off", []),
-             NBDTapPath("tap-log", "nbdtap --log FILE (nbdkit format)", ["--log"])]
+             NBDTapPath("tap-log", "nbdtap --log FILE (nbdkit format)", ["--log"]),
+             NBDTapPath("tap-metrics", "nbdtap --log FILE --metrics ADDR (scraped every second)", ["--log", "--metrics"])]
     if nbdtap_has_pcap(nbdtap):
         paths.append(NBDTapPath("tap-pcap", "nbdtap --pcap FILE", ["--pcap"]))
     else:
@@ -578,6 +618,22 @@ def run_proxy_section(args, nbdtap):
     headers = ["workload", "path", "median (min–max)", "× direct", "p50 µs", "p99 µs",
                "proxy CPU s/GiB", "proxy peak RSS MiB"]
     table = md_table(headers, rows, ["l", "l", "r", "r", "r", "r", "r", "r"])
+    # What --metrics costs: the same proxy with and without it, round by round.
+    cost_rows = []
+    for w in workloads:
+        base = {x["round"]: x for x in results.get((w.key, "tap-log"), []) if "error" not in x}
+        with_m = [x for x in results.get((w.key, "tap-metrics"), []) if "error" not in x]
+        ratios = [x["value"] / base[x["round"]]["value"] for x in with_m if x["round"] in base and base[x["round"]]["value"] > 0]
+        if ratios:
+            cpu = [x["cpu_s"] / (x["bytes"] / GiB) for x in with_m if x.get("bytes")]
+            cpu0 = [x["cpu_s"] / (x["bytes"] / GiB) for x in base.values() if x.get("bytes")]
+            cost_rows.append([w.label_for(ctx), fmt(median(ratios), 3), f"{fmt(min(ratios), 3)}–{fmt(max(ratios), 3)}",
+                              fmt(median(cpu0), 2) if cpu0 else "", fmt(median(cpu), 2) if cpu else "",
+                              str(sum(x.get("scrapes", 0) for x in with_m))])
+    if cost_rows:
+        table += "\n\n`--metrics` against the same proxy without it (both with `--log`), ratio per round (>1 is faster with metrics), median (min–max); proxy CPU s/GiB of each; scrapes served in all rounds:\n\n"
+        table += md_table(["workload", "with ÷ without --metrics", "min–max", "CPU s/GiB without", "CPU s/GiB with", "scrapes"],
+                          cost_rows, ["l", "r", "r", "r", "r", "r"])
     return {"table": table, "notes": notes, "summary": summary,
             "settings": {"rounds": args.rounds, "copy_size": ctx.copy_size, "fio_runtime_s": ctx.fio_runtime}}
 
@@ -968,7 +1024,7 @@ def main():
     ap.add_argument("--only", help="comma-separated sections: proxy, decode, replay, micro")
     ap.add_argument("--rounds", type=int, help="rounds of the proxy section (default 5, --quick 2)")
     ap.add_argument("--nbdtap", help="measure this nbdtap binary instead of building one")
-    ap.add_argument("--paths", help="proxy section: only these paths (direct,tap,tap-log,tap-pcap,nbdkit-nbd,qemu-nbd)")
+    ap.add_argument("--paths", help="proxy section: only these paths (direct,tap,tap-log,tap-metrics,tap-pcap,nbdkit-nbd,qemu-nbd)")
     ap.add_argument("--workloads", help="proxy section: only these workloads (e.g. nbdcopy-read-C4,fio-randread-qd1)")
     ap.add_argument("--recapture", action="store_true", help="decode section: remake the cached captures")
     ap.add_argument("--no-save", action="store_true", help="print only; write nothing under bench/results/")

@@ -3,7 +3,7 @@ import NBDProtocol
 /// A departure from the spec, reported as an event with a plain-English reason. Fatal
 /// ones mean the stream can no longer be framed: a proxy closes the connection.
 public struct ProtocolViolation: Hashable, Sendable {
-    public enum Code: String, Hashable, Sendable {
+    public enum Code: String, Hashable, Sendable, CaseIterable {
         case badMagic = "bad_magic"
         case badLength = "bad_length"
         case malformedPayload = "malformed_payload"

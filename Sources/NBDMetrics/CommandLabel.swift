@@ -24,6 +24,10 @@ enum CommandLabel {
     /// The `errno` label: the spec's names as the statistics use them (ENOTCONN for an
     /// abandoned request), and one `EUNKNOWN` for values the spec does not name, which a
     /// server could otherwise make into 2^32 series.
+    /// Every value `errno` gives, and ENOTCONN.
+    static let errnoNames: [String] = [ErrorValue.eperm, .eio, .enomem, .einval, .enospc, .eoverflow, .enotsup, .eshutdown].map(\.name)
+        + ["ENOTCONN", "EUNKNOWN"]
+
     static func errno(_ e: ErrorValue) -> String {
         switch e {
         case .ok, .eperm, .eio, .enomem, .einval, .enospc, .eoverflow, .enotsup, .eshutdown: return e.name

@@ -1,10 +1,10 @@
 import NIOConcurrencyHelpers
 import Prometheus
 
-/// Counters of one labelled family made on first use: for label sets that are bounded
-/// (the spec's errno names, the violation codes) but mostly never seen, so that a scrape
-/// shows only what happened. Looked up only when such a thing happens (an error, a
-/// violation), never per request: the lock is not on the hot path.
+/// Counters of one labelled family by key, behind a lock: for the label sets that are
+/// bounded but too many to hold as fields (errno by command, the violation codes). Looked
+/// up only when such a thing happens (an error, a violation), never per request: the lock
+/// is not on the hot path.
 final class LazyCounters<Key: Hashable & Sendable>: Sendable {
     let make: @Sendable (Key) -> Counter
     let made = NIOLockedValueBox<[Key: Counter]>([:])

@@ -85,6 +85,14 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
         connectionsOpen = r.makeGauge(descriptor: d("connections_open", "", "Client connections open now."))
         connectionsTotal = r.makeCounter(descriptor: d("connections", "total", "Client connections accepted (refused ones too, as the statistics count them)."))
         upstreamFailures = r.makeCounter(descriptor: d("upstream_connect_failures", "total", "Connections whose upstream connection could not be made."))
+        // Every error and violation series exists from the start at 0: rate() and
+        // increase() see a counter's first increment only if a scrape saw it at 0 before,
+        // so a series born at 1 would hide the first EIO of a command for good. The sets
+        // are bounded (10 commands x 10 errno names, 22 codes).
+        for command in 0..<CommandLabel.count {
+            for errno in CommandLabel.errnoNames { _ = errors.counter(ErrorKey(command: command, errno: errno)) }
+        }
+        for code in ProtocolViolation.Code.allCases { _ = violations.counter(code) }
     }
 
     // MARK: ConversationObserver

@@ -123,6 +123,7 @@ struct MetricsTests {
             return total(now, "nbdtap_connections_open") == 0 && total(now, "nbdtap_connections_total") > 0 && keyed(now) == keyed(last)
         }
         let scraped = last
+        try checkFleetQueries(promPort)
 
         kill(px.processIdentifier, SIGTERM)
         try waitForExit(px)
@@ -169,6 +170,36 @@ struct MetricsTests {
 
         kill(prometheus.processIdentifier, SIGTERM)
         try waitForExit(prometheus)
+    }
+
+    /// The PromQL of Docs/fleet.md, read from the page itself: every query is valid for
+    /// this Prometheus, and the three the page leads with give what the workload implies
+    /// (one fast zero of three; READ and WRITE latencies; the READ past the end an error).
+    func checkFleetQueries(_ port: Int) throws {
+        let page = try String(contentsOf: repoRoot.appendingPathComponent("Docs/fleet.md"), encoding: .utf8)
+        var queries: [String] = []
+        for block in page.components(separatedBy: "```promql\n").dropFirst() {
+            let body = block.components(separatedBy: "```")[0]
+            for q in body.components(separatedBy: "\n\n") where !q.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                queries.append(q.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " "))
+            }
+        }
+        #expect(queries.count >= 8, "\(queries)")
+        for q in queries {
+            let e = q.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+            let r = try httpExchange(port: port, ["GET /api/v1/query?query=\(e) HTTP/1.0\r\n\r\n"]).first
+            #expect(r?.status == 200 && r?.body.contains(#""status":"success""#) == true, "\(q): \(r?.body.prefix(300) ?? "no reply")")
+        }
+        let share = try query(port, queries[0])
+        #expect(share.count == 1 && share[0].1 > 0 && share[0].1 < 1, "fast=1 share: \(share)")
+        let p99 = try query(port, queries[1])
+        for command in ["READ", "WRITE"] {
+            let v = p99.first { $0.0["command"] == command }?.1 ?? -1
+            #expect(v > 0 && v <= 10, "p99 of \(command): \(p99)")
+        }
+        let errorRate = try query(port, queries[2])
+        #expect((errorRate.first { $0.0["command"] == "READ" }?.1 ?? 0) > 0, "error rate: \(errorRate)")
+        #expect(try query(port, queries[3]).contains { $0.0["errno"] == "EINVAL" && $0.0["command"] == "READ" })
     }
 
     @Test(.enabled(if: Peers.enabled("nbdkit", "nbdsh")))
