@@ -28,8 +28,11 @@ public final class MetricsEndpoint: Sendable {
         self.port = port
     }
 
-    /// Binds `address` and serves `registry` until `close()`.
-    public static func start(_ address: MetricsAddress, registry: PrometheusCollectorRegistry) throws -> MetricsEndpoint {
+    /// Binds `address` and serves `registry` until `close()`; `beforeScrape` (run on the
+    /// endpoint's loop, its future completed before the text is made) sets what is read
+    /// at scrape time rather than counted (requests in flight).
+    public static func start(_ address: MetricsAddress, registry: PrometheusCollectorRegistry,
+                             beforeScrape: (@Sendable (EventLoop) -> EventLoopFuture<Void>)? = nil) throws -> MetricsEndpoint {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let open = NIOLockedValueBox(0)
         let bootstrap = ServerBootstrap(group: group)
@@ -49,7 +52,7 @@ public final class MetricsEndpoint: Sendable {
                     try sync.addHandler(RequestBudgetHandler(budget))
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandler(IdleStateHandler(allTimeout: .seconds(idleSeconds)))
-                    try sync.addHandler(MetricsHTTPHandler(registry: registry, budget: budget))
+                    try sync.addHandler(MetricsHTTPHandler(registry: registry, budget: budget, beforeScrape: beforeScrape))
                 }
             }
         do {

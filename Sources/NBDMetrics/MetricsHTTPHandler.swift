@@ -14,13 +14,15 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
 
     let registry: PrometheusCollectorRegistry
     let budget: RequestBudget
+    let beforeScrape: (@Sendable (EventLoop) -> EventLoopFuture<Void>)?
     var head: HTTPRequestHead?
     /// The last scrape's text, its capacity kept for the next.
     var text: [UInt8] = []
 
-    init(registry: PrometheusCollectorRegistry, budget: RequestBudget) {
+    init(registry: PrometheusCollectorRegistry, budget: RequestBudget, beforeScrape: (@Sendable (EventLoop) -> EventLoopFuture<Void>)?) {
         self.registry = registry
         self.budget = budget
+        self.beforeScrape = beforeScrape
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -32,8 +34,20 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             break
         case .end:
             budget.reset()
-            if let h = head { respond(to: h, context: context) }
+            guard let h = head else { return }
             head = nil
+            let isScrape = h.uri.hasPrefix("/metrics") && (h.method == .GET || h.method == .HEAD)
+            guard isScrape, let beforeScrape else {
+                respond(to: h, context: context)
+                return
+            }
+            // Answers stay in order: NIO's pipelining handler holds the next request
+            // until this one's response ends.
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            beforeScrape(context.eventLoop).whenComplete { _ in
+                let (handler, context) = bound.value
+                handler.respond(to: h, context: context)
+            }
         }
     }
 

@@ -7,8 +7,8 @@ import Prometheus
 
 /// `--metrics`: every connection's events, counted as `ConnectionStats` counts them (so a
 /// Prometheus server and nbdtap's statistics at exit agree), into swift-prometheus
-/// objects made once up front. The hot path is an array index and an atomic add per
-/// request: no registry look-ups, no per-connection or per-request labels. Docs/metrics.md
+/// objects made once up front. The hot path is an array index and a few atomic adds
+/// per request (and the latency histogram's lock): no registry look-ups, no per-connection or per-request labels. Docs/metrics.md
 /// lists each metric and the bounds on its labels.
 public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserver {
     public let registry = PrometheusCollectorRegistry()
@@ -27,13 +27,6 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
     let connectionsOpen: Gauge
     let connectionsTotal: Counter
     let upstreamFailures: Counter
-    /// Requests in flight per open connection, so that a connection's close takes away
-    /// whatever it left counted. Normally nothing: the decoder reports every request
-    /// still in flight abandoned when the connection ends, except the one that broke its
-    /// in-flight limit (that request never entered its table). Touched once per feed
-    /// that starts or ends requests, not per event.
-    let inFlightByConnection = NIOLockedValueBox<[Int: Int]>([:])
-
     struct ErrorKey: Hashable, Sendable {
         var command: Int
         var errno: String
@@ -98,15 +91,12 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
     // MARK: ConversationObserver
 
     public func observe(_ events: [ConversationEvent], connection: Int) {
-        var inFlightChange = 0
         for e in events {
             switch e.kind {
             case .request(let r):
                 count(r)
-                // NBD_CMD_DISC gets no reply: never in flight (the decoder keeps it out too).
-                if case .disc = r.header.command {} else { inFlightChange += 1 }
             case .completed(let c):
-                inFlightChange -= count(c)
+                count(c)
             case .violation(let v):
                 violations.counter(v.code).increment()
             case .serverGreeting, .clientFlags, .option, .optionReply, .exportNameReply, .transmissionStarted,
@@ -114,7 +104,6 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
                 break
             }
         }
-        if inFlightChange != 0 { adjustInFlight(connection, by: inFlightChange) }
     }
 
     /// As `CommandStats.count(request:)`: requests and `effectLength` bytes when the
@@ -136,30 +125,24 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
     }
 
     /// As `CommandStats.count(completed:)`: errors by name, ENOTCONN for an abandoned
-    /// request, latency of replied ones. Returns how many requests left flight (0 or 1).
+    /// request, latency of replied ones.
     @inline(__always)
-    func count(_ c: CompletedRequest) -> Int {
+    func count(_ c: CompletedRequest) {
         let i = CommandLabel.index(c.request.command)
         switch c.outcome {
         case .replied:
             if c.error != .ok { errors.counter(ErrorKey(command: i, errno: CommandLabel.errno(c.error))).increment() }
             durations[i].record(.nanoseconds(Int64(clamping: c.latencyNanoseconds)))
-            return 1
         case .abandoned:
             errors.counter(ErrorKey(command: i, errno: "ENOTCONN")).increment()
-            return 1
         case .noReply:
-            return 0
+            break
         }
     }
 
-    func adjustInFlight(_ connection: Int, by change: Int) {
-        inFlightByConnection.withLockedValue { table in
-            let now = table[connection, default: 0] + change
-            table[connection] = now == 0 ? nil : now
-        }
-        inFlight.increment(by: Double(change))
-    }
+    /// Requests in flight, set just before each scrape from the decoders' own counts
+    /// (`ProxyServer.requestsInFlight`): exact, and nothing on the hot path.
+    public func setRequestsInFlight(_ n: Int) { inFlight.set(Double(n)) }
 
     // MARK: ProxyLifecycleObserver
 
@@ -169,8 +152,6 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
     }
 
     public func connectionClosed(_ connection: Int) {
-        let left = inFlightByConnection.withLockedValue { $0.removeValue(forKey: connection) } ?? 0
-        if left != 0 { inFlight.increment(by: Double(-left)) }
         connectionsOpen.decrement()
     }
 

@@ -185,6 +185,15 @@ public final class ProxyServer: @unchecked Sendable {
 
     public var activeConnections: Int { lock.withLock { sessions.count } }
 
+    /// Requests in flight over all open connections, each read on its own event loop (the
+    /// decoder's count is that loop's alone), reported on `loop`: for a metrics scrape,
+    /// which must not wait on an event loop.
+    public func requestsInFlight(reportingOn loop: EventLoop) -> EventLoopFuture<Int> {
+        let open = lock.withLock { Array(sessions.values) }
+        let counts = open.map { s in s.eventLoop.submit { s.finished ? 0 : s.tap.decoder.requestsInFlight } }
+        return EventLoopFuture.reduce(0, counts, on: loop) { $0 + $1 }
+    }
+
     /// Graceful stop: no new connections; each connection finishes the requests under way
     /// and ends (ProxySession+Drain.swift). Connections still open after `drainSeconds`
     /// are closed, then the log is flushed.

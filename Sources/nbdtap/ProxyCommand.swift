@@ -147,7 +147,9 @@ struct ProxyCommand: ParsableCommand {
         var metricsEndpoint: MetricsEndpoint?
         if let metrics, let prometheus {
             do {
-                metricsEndpoint = try MetricsEndpoint.start(metrics, registry: prometheus.registry)
+                metricsEndpoint = try MetricsEndpoint.start(metrics, registry: prometheus.registry) { loop in
+                    server.requestsInFlight(reportingOn: loop).map { prometheus.setRequestsInFlight($0) }
+                }
             } catch {
                 warn("cannot serve metrics on \(metrics): \(error)")
                 throw ExitCode.failure

@@ -202,6 +202,31 @@ struct MetricsTests {
         #expect(try query(port, queries[3]).contains { $0.0["errno"] == "EINVAL" && $0.0["command"] == "READ" })
     }
 
+    /// Requests in flight come from the decoders at scrape time: four READs nbdkit's delay
+    /// filter holds are four in flight, and none once they are answered.
+    @Test(.enabled(if: Peers.enabled("nbdkit", "nbdsh")))
+    func requestsInFlightWhileTheServerHoldsThem() throws {
+        let s = try Scratch()
+        let up = try s.nbdkit(["--filter=delay", "memory", "1M", "delay-read=2"], logFilter: false)
+        let (px, port, sock) = try proxy(s, upstream: up, metrics: "0")
+        let client = try s.start("nbdsh", ["-u", "nbd+unix:///?socket=\(sock)", "-c", """
+            cookies = [h.aio_pread(nbd.Buffer(512), i * 512) for i in range(4)]
+            while not all(h.aio_command_completed(c) for c in cookies): h.poll(-1)
+            """], name: "client")
+        var seen: [Double] = []
+        try waitUntil("four requests in flight") {
+            let v = samples(try httpGet(port: port, "/metrics")?.body ?? "")["nbdtap_requests_in_flight"] ?? -1
+            seen.append(v)
+            return v == 4
+        }
+        try waitUntil("the client to finish") { !client.isRunning }
+        #expect(client.terminationStatus == 0)
+        #expect(samples(try httpGet(port: port, "/metrics")?.body ?? "")["nbdtap_requests_in_flight"] == 0)
+        #expect(seen.allSatisfy { (0...4).contains($0) }, "\(seen)")
+        kill(px.processIdentifier, SIGTERM)
+        try waitForExit(px)
+    }
+
     @Test(.enabled(if: Peers.enabled("nbdkit", "nbdsh")))
     func endpointSpeaksTheTextFormatAndHTTP() throws {
         let s = try Scratch()

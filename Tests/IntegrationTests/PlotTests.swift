@@ -92,19 +92,31 @@ struct PlotTests {
         }
     }
 
+    /// Runs the nbdsh `script` through `nbdtap proxy ARGS` in front of the nbdkit at `up`,
+    /// stops the proxy, and returns nbdkit's own request counts by command (and the DISC
+    /// nbdsh's shutdown sends, which nbdkit logs only as a Disconnect).
+    func throughProxy(_ s: Scratch, _ up: String, _ arguments: [String], _ script: String,
+                      sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Int] {
+        let px = s.path("px.sock")
+        let proxy = try s.start(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(up)", "--listen", "nbd+unix:///?socket=\(px)", "--quiet"]
+                                + arguments, name: "px")
+        try s.waitFor(px)
+        let r = try s.nbdsh("nbd+unix:///?socket=\(px)", "h = nbd.NBD()\nh.connect_uri(os.environ[\"uri\"])\n" + script + "\nh.shutdown()\n")
+        #expect(r.status == 0, "\(r.output)", sourceLocation: sourceLocation)
+        kill(proxy.processIdentifier, SIGTERM)
+        try waitForExit(proxy)
+        var want = Self.byCommand(requestCounts(s.contents("nbdkit.log")))
+        want["DISC"] = 1
+        return want
+    }
+
     /// proxy --plot and a plot of the proxy's JSON log draw the same requests, which are
     /// the ones nbdkit logged, with the TRIMs nbdkit's error filter failed marked as errors
     /// and the fast zeroes hatched.
     @Test(.enabled(if: Peers.enabled("nbdkit", "nbdsh"))) func proxyPlotAndJSONLogMatchNBDKit() throws {
         let s = try Scratch()
         let up = try s.nbdkit(["--filter=error", "memory", "64M", "error-trim-rate=1", "error=EIO"])
-        let px = s.path("px.sock")
-        let proxy = try s.start(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(up)", "--listen", "nbd+unix:///?socket=\(px)",
-                                               "--log", s.path("px.json"), "--log-format", "json", "--plot", s.path("live.html"), "--quiet"], name: "px")
-        try s.waitFor(px)
-        let r = try s.nbdsh("nbd+unix:///?socket=\(px)", """
-            h = nbd.NBD()
-            h.connect_uri(os.environ["uri"])
+        let want = try throughProxy(s, up, ["--log", s.path("px.json"), "--log-format", "json", "--plot", s.path("live.html")], """
             for i in range(40): h.pwrite(b"x" * 65536, i * 65536)
             for i in range(4): h.zero(8 << 20, (16 + 8 * i) << 20, nbd.CMD_FLAG_FAST_ZERO)
             for i in range(3):
@@ -112,13 +124,7 @@ struct PlotTests {
                 except nbd.Error: pass
             h.flush()
             for i in range(20): h.pread(4096, i * 4096)
-            h.shutdown()
             """)
-        #expect(r.status == 0, "\(r.output)")
-        kill(proxy.processIdentifier, SIGTERM)
-        try waitForExit(proxy)
-        var want = Self.byCommand(requestCounts(s.contents("nbdkit.log")))
-        want["DISC"] = 1
         #expect(want["TRIM"] == 3 && want["WRITE_ZEROES"] == 4)
         try s.run(nbdtapBinary, ["plot", s.path("px.json"), "-o", s.path("json.html")])
         for page in ["live.html", "json.html"] {
@@ -135,22 +141,10 @@ struct PlotTests {
     @Test(.enabled(if: Peers.enabled("nbdkit", "nbdsh"))) func longSessionIsAggregated() throws {
         let s = try Scratch()
         let up = try s.nbdkit(["memory", "64M"])
-        let px = s.path("px.sock")
-        let proxy = try s.start(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(up)", "--listen", "nbd+unix:///?socket=\(px)",
-                                               "--plot", s.path("long.html"), "--quiet"], name: "px")
-        try s.waitFor(px)
-        let r = try s.nbdsh("nbd+unix:///?socket=\(px)", """
-            h = nbd.NBD()
-            h.connect_uri(os.environ["uri"])
+        let want = try throughProxy(s, up, ["--plot", s.path("long.html")], """
             for i in range(12000): h.pread(512, (i * 4096) % (64 << 20))
             for i in range(500): h.pwrite(b"y" * 512, (i * 8192) % (64 << 20))
-            h.shutdown()
             """)
-        #expect(r.status == 0, "\(r.output)")
-        kill(proxy.processIdentifier, SIGTERM)
-        try waitForExit(proxy)
-        var want = Self.byCommand(requestCounts(s.contents("nbdkit.log")))
-        want["DISC"] = 1
         #expect(want["READ"] == 12000 && want["WRITE"] == 500)
         let html = try String(contentsOfFile: s.path("long.html"), encoding: .utf8)
         #expect(Self.markCounts(html) == want)

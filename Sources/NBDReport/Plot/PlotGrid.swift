@@ -47,32 +47,28 @@ struct PlotGrid: Sendable {
     }
 
     mutating func doubleTime() {
-        for l in cells.indices where !cells[l].isEmpty {
-            var merged = Array(repeating: UInt32(0), count: cells[l].count)
-            for t in 0..<Self.timeBins {
-                for o in 0..<Self.offsetBins {
-                    let from = (t * Self.offsetBins + o) * Self.slots
-                    let to = ((t / 2) * Self.offsetBins + o) * Self.slots
-                    for k in 0..<Self.slots { merged[to + k] &+= cells[l][from + k] }
-                }
-            }
-            cells[l] = merged
-        }
+        merge { t, o in (t / 2, o) }
         time.double()
     }
 
     mutating func doubleOffset() {
+        merge { t, o in (t, o / 2) }
+        offset.double()
+    }
+
+    /// Adds every cell into the one `into` names, lane by lane: the two doublings.
+    mutating func merge(into target: (Int, Int) -> (Int, Int)) {
         for l in cells.indices where !cells[l].isEmpty {
             var merged = Array(repeating: UInt32(0), count: cells[l].count)
             for t in 0..<Self.timeBins {
                 for o in 0..<Self.offsetBins {
+                    let (t2, o2) = target(t, o)
                     let from = (t * Self.offsetBins + o) * Self.slots
-                    let to = (t * Self.offsetBins + o / 2) * Self.slots
+                    let to = (t2 * Self.offsetBins + o2) * Self.slots
                     for k in 0..<Self.slots { merged[to + k] &+= cells[l][from + k] }
                 }
             }
             cells[l] = merged
         }
-        offset.double()
     }
 }
