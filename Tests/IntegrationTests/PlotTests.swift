@@ -90,6 +90,12 @@ struct PlotTests {
             #expect(Self.markCounts(html) == want, "\(input)")
             if input.hasSuffix("pcap") { try Self.render(s, page) }
         }
+        // decode --plot writes the same picture while decoding.
+        let input = repoRoot.appendingPathComponent("Captures/nbdcopy-multiconn/session.pcap").path
+        try s.run(nbdtapBinary, ["decode", input, "--view", "summary", "--stats", "/dev/null", "--plot", s.path("decode.html")])
+        let fromDecode = try String(contentsOfFile: s.path("decode.html"), encoding: .utf8)
+        #expect(Self.markCounts(fromDecode) == (try Self.decodeCounts(s, input)))
+        #expect(fromDecode.contains("connection 4"))
     }
 
     /// Runs the nbdsh `script` through `nbdtap proxy ARGS` in front of the nbdkit at `up`,

@@ -146,6 +146,11 @@ struct TLSTerminationTests {
         // The others carry on: a right client works afterwards.
         let good = try s.run("nbdinfo", ["nbds+unix:///?socket=\(px)&tls-certificates=\(a)/client"])
         #expect(good.status == 0 && good.output.contains("with TLS"), "\(good.output)")
+        // The log reaches its file every 100 ms from one of the event loops, which in a
+        // debug build spends up to a second on the three handshakes above (BoringSSL
+        // unoptimized): wait (up to 10 s) for the last connection's last line.
+        let t0 = Date()
+        while !s.contents("px.log").contains("connection=4 Disconnect") && Date().timeIntervalSince(t0) < 10 { usleep(20_000) }
         let log = s.contents("px.log")
         #expect(log.contains("Refused option=NBD_OPT_"), "\(log)")
         #expect(log.contains("connection=2 Error side=client"), "\(log)")
