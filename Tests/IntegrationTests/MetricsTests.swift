@@ -210,8 +210,8 @@ struct MetricsTests {
         let up = try s.nbdkit(["--filter=delay", "memory", "1M", "delay-read=2"], logFilter: false)
         let (px, port, sock) = try proxy(s, upstream: up, metrics: "0")
         let client = try s.start("nbdsh", ["-u", "nbd+unix:///?socket=\(sock)", "-c", """
-            cookies = [h.aio_pread(nbd.Buffer(512), i * 512) for i in range(4)]
-            while not all(h.aio_command_completed(c) for c in cookies): h.poll(-1)
+            for i in range(4): h.aio_pread(nbd.Buffer(512), i * 512)
+            while h.aio_in_flight() > 0: h.poll(-1)
             """], name: "client")
         var seen: [Double] = []
         try waitUntil("four requests in flight") {
