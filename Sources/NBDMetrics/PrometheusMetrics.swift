@@ -62,7 +62,7 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
         let requestsName = d("requests", "total", "NBD requests by command, counted as nbdtap's statistics count them (when the request is seen).")
         let bytesName = d("request_bytes", "total", "Bytes the requests act on, by command: data bytes for READ and WRITE, the range for the others.")
         let durationName = d("request_duration", "seconds", "Time from a request to its final reply, by command (replied requests, errors included).")
-        let labels = (0..<CommandLabel.count).map { [("command", CommandLabel.name($0))] }
+        let labels = (0..<CommandSeries.count).map { [("command", CommandLabel.name($0))] }
         requests = labels.map { r.makeCounter(descriptor: requestsName, labels: $0) }
         requestBytes = labels.map { r.makeCounter(descriptor: bytesName, labels: $0) }
         durations = labels.map { r.makeDurationHistogram(descriptor: durationName, labels: $0, buckets: Self.latencyBuckets) }
@@ -82,7 +82,7 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
         // increase() see a counter's first increment only if a scrape saw it at 0 before,
         // so a series born at 1 would hide the first EIO of a command for good. The sets
         // are bounded (10 commands x 10 errno names, 22 codes).
-        for command in 0..<CommandLabel.count {
+        for command in 0..<CommandSeries.count {
             for errno in CommandLabel.errnoNames { _ = errors.counter(ErrorKey(command: command, errno: errno)) }
         }
         for code in ProtocolViolation.Code.allCases { _ = violations.counter(code) }
@@ -110,7 +110,7 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
     /// request is seen, and the WRITE_ZEROES fast split.
     @inline(__always)
     func count(_ r: RequestEvent) {
-        let i = CommandLabel.index(r.header.command)
+        let i = CommandSeries.index(r.header.command)
         requests[i].increment()
         // The statistics add with wrap-around in UInt64; a length past Int64.max is a
         // broken or hostile client, and the counter takes the most it can.
@@ -128,7 +128,7 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
     /// request, latency of replied ones.
     @inline(__always)
     func count(_ c: CompletedRequest) {
-        let i = CommandLabel.index(c.request.command)
+        let i = CommandSeries.index(c.request.command)
         switch c.outcome {
         case .replied:
             if c.error != .ok { errors.counter(ErrorKey(command: i, errno: CommandLabel.errno(c.error))).increment() }

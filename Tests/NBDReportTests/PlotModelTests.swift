@@ -41,8 +41,8 @@ struct PlotModelTests {
         #expect(m.aggregated)
         #expect(m.marks.isEmpty)
         #expect(m.laneConnections.count == PlotModel.laneLimit + 1)
-        #expect(m.totals[PlotClass.index(.read)].requests == 50_000)
-        #expect(m.totals[PlotClass.index(.read)].latency.count == 50_000)
+        #expect(m.totals[CommandSeries.index(.read)].requests == 50_000)
+        #expect(m.totals[CommandSeries.index(.read)].latency.count == 50_000)
         let page = PlotPage.render(m, source: "synthetic")
         #expect(page.utf8.count < 3_000_000, "\(page.utf8.count) bytes")
         #expect(drawn(page) == want)
@@ -67,7 +67,7 @@ struct PlotModelTests {
         #expect(page.contains(#"class="mark c6 fz err" data-cmd="WRITE_ZEROES""#))
         #expect(page.contains(#"class="mark c1 fua" data-cmd="WRITE""#))
         #expect(page.contains("<title>Zero id=1 ...\n...Zero id=1 return=-1</title>"))
-        #expect(m.totals[PlotClass.index(.writeZeroes)].fast1 == 1)
+        #expect(m.totals[CommandSeries.index(.writeZeroes)].fast1 == 1)
         #expect(m.offsetTop == 1 << 30)
     }
 
@@ -84,7 +84,7 @@ struct PlotModelTests {
     @Test func doublingKeepsSums() {
         var s = DoublingSeries(axis: DoublingAxis(bins: 8, origin: 100, width: 3), series: 2)
         #expect(s.axis.width == 4)
-        for v in stride(from: UInt64(100), to: 10_000, by: 7) { s.add(1, at: v, series: Int(v % 2)) }
+        for v in stride(from: UInt64(100), to: 10_000, by: 7) { s.spread(1, from: v, to: v, series: Int(v % 2)) }
         #expect(s.values.reduce(0, +) == UInt64((10_000 - 100 + 6) / 7))
         #expect(s.axis.width == 2048)  // 9,900 / 8 bins rounded up to a power of two
     }

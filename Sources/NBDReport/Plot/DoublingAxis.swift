@@ -53,11 +53,6 @@ struct DoublingSeries: Sendable {
         self.values = Array(repeating: 0, count: axis.bins * series)
     }
 
-    mutating func add(_ amount: UInt64, at value: UInt64, series s: Int) {
-        for _ in 0..<axis.doublingsNeeded(value) { double() }
-        values[axis.index(value) * series + s] &+= amount
-    }
-
     /// Adds `amount` spread over [from, to) in proportion to each bin's overlap (all of it
     /// in one bin when the span is empty), so that a long request shows as a rate over its
     /// time rather than a spike at its start. The parts add up to `amount` exactly.

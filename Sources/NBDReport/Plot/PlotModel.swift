@@ -82,7 +82,7 @@ public struct PlotModel: Sendable {
     public mutating func request(_ connection: Int, id: UInt64, command: NBDCommand, flags: CommandFlags,
                                  offset: UInt64, length: UInt64, time: UInt64, text: String) {
         let l = lane(connection)
-        let c = PlotClass.index(command)
+        let c = CommandSeries.index(command)
         totals[c].requests += 1
         totals[c].bytes &+= length
         if case .writeZeroes = command {
