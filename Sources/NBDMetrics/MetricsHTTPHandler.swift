@@ -36,7 +36,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             budget.reset()
             guard let h = head else { return }
             head = nil
-            let isScrape = h.uri.hasPrefix("/metrics") && (h.method == .GET || h.method == .HEAD)
+            let isScrape = Self.isMetricsPath(h.uri) && (h.method == .GET || h.method == .HEAD)
             guard isScrape, let beforeScrape else {
                 respond(to: h, context: context)
                 return
@@ -51,12 +51,16 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
         }
     }
 
+    /// `/metrics`, with or without a query.
+    static func isMetricsPath(_ uri: String) -> Bool {
+        (uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "") == "/metrics"
+    }
+
     func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {
-        let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         var headers = HTTPHeaders()
         let status: HTTPResponseStatus
         var body = context.channel.allocator.buffer(capacity: 0)
-        if path != "/metrics" {
+        if !Self.isMetricsPath(request.uri) {
             status = .notFound
             body.writeString("not found: the metrics are at /metrics\n")
         } else if request.method == .GET || request.method == .HEAD {

@@ -2,14 +2,13 @@ import NBDConversation
 import NBDProtocol
 import NBDProxy
 import NBDReport
-import NIOConcurrencyHelpers
 import Prometheus
 
 /// `--metrics`: every connection's events, counted as `ConnectionStats` counts them (so a
 /// Prometheus server and nbdtap's statistics at exit agree), into swift-prometheus
-/// objects made once up front. The hot path is an array index and a few atomic adds
-/// per request (and the latency histogram's lock): no registry look-ups, no per-connection or per-request labels. Docs/metrics.md
-/// lists each metric and the bounds on its labels.
+/// objects made once up front. The hot path is an array index and a few atomic adds per
+/// request (and the latency histogram's lock): no registry look-ups, no per-connection
+/// or per-request labels. Docs/metrics.md lists each metric and the bounds on its labels.
 public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserver {
     public let registry = PrometheusCollectorRegistry()
 
@@ -21,8 +20,10 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
     let writtenBytes: Counter
     /// WRITE_ZEROES without and with NBD_CMD_FLAG_FAST_ZERO.
     let zeroes: (slow: Counter, fast: Counter)
-    let errors: LazyCounters<ErrorKey>
-    let violations: LazyCounters<ProtocolViolation.Code>
+    /// Every (command, errno) and every violation code, made up front (see `init`), so
+    /// an error or a violation is a dictionary look-up with no lock.
+    let errors: [ErrorKey: Counter]
+    let violations: [ProtocolViolation.Code: Counter]
     let inFlight: Gauge
     let connectionsOpen: Gauge
     let connectionsTotal: Counter
@@ -48,14 +49,6 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
         MetricNameDescriptor(namespace: "nbdtap", metricName: name, unitName: unit, helpText: help)
     }
 
-    /// The two families made on first use; computed, as a descriptor is not `Sendable`.
-    static var errorsName: MetricNameDescriptor {
-        d("request_errors", "total", "Requests answered with an error, or abandoned (errno ENOTCONN), by command and errno name.")
-    }
-    static var violationsName: MetricNameDescriptor {
-        d("protocol_violations", "total", "Departures from the NBD protocol either peer made, by violation code.")
-    }
-
     public init() {
         let r = registry
         let d = Self.d
@@ -70,22 +63,27 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
         writtenBytes = r.makeCounter(descriptor: d("written_bytes", "total", "Bytes WRITE requests carried (node_exporter's node_disk_written_bytes_total)."))
         let zeroesName = d("write_zeroes", "total", "WRITE_ZEROES requests without (fast=0) and with (fast=1) NBD_CMD_FLAG_FAST_ZERO.")
         zeroes = (r.makeCounter(descriptor: zeroesName, labels: [("fast", "0")]), r.makeCounter(descriptor: zeroesName, labels: [("fast", "1")]))
-        errors = LazyCounters { [r] key in
-            r.makeCounter(descriptor: Self.errorsName, labels: [("command", CommandLabel.name(key.command)), ("errno", key.errno)])
-        }
-        violations = LazyCounters { [r] code in r.makeCounter(descriptor: Self.violationsName, labels: [("code", code.rawValue)]) }
-        inFlight = r.makeGauge(descriptor: d("requests_in_flight", "", "Requests sent and not yet answered, over all open connections."))
-        connectionsOpen = r.makeGauge(descriptor: d("connections_open", "", "Client connections open now."))
-        connectionsTotal = r.makeCounter(descriptor: d("connections", "total", "Client connections accepted (refused ones too, as the statistics count them)."))
-        upstreamFailures = r.makeCounter(descriptor: d("upstream_connect_failures", "total", "Connections whose upstream connection could not be made."))
         // Every error and violation series exists from the start at 0: rate() and
         // increase() see a counter's first increment only if a scrape saw it at 0 before,
         // so a series born at 1 would hide the first EIO of a command for good. The sets
         // are bounded (10 commands x 10 errno names, 22 codes).
+        let errorsName = d("request_errors", "total", "Requests answered with an error, or abandoned (errno ENOTCONN), by command and errno name.")
+        var errors: [ErrorKey: Counter] = [:]
         for command in 0..<CommandSeries.count {
-            for errno in CommandLabel.errnoNames { _ = errors.counter(ErrorKey(command: command, errno: errno)) }
+            for errno in CommandLabel.errnoNames {
+                errors[ErrorKey(command: command, errno: errno)] =
+                    r.makeCounter(descriptor: errorsName, labels: [("command", CommandLabel.name(command)), ("errno", errno)])
+            }
         }
-        for code in ProtocolViolation.Code.allCases { _ = violations.counter(code) }
+        self.errors = errors
+        let violationsName = d("protocol_violations", "total", "Departures from the NBD protocol either peer made, by violation code.")
+        violations = Dictionary(uniqueKeysWithValues: ProtocolViolation.Code.allCases.map {
+            ($0, r.makeCounter(descriptor: violationsName, labels: [("code", $0.rawValue)]))
+        })
+        inFlight = r.makeGauge(descriptor: d("requests_in_flight", "", "Requests sent and not yet answered, over all open connections."))
+        connectionsOpen = r.makeGauge(descriptor: d("connections_open", "", "Client connections open now."))
+        connectionsTotal = r.makeCounter(descriptor: d("connections", "total", "Client connections accepted (refused ones too, as the statistics count them)."))
+        upstreamFailures = r.makeCounter(descriptor: d("upstream_connect_failures", "total", "Connections whose upstream connection could not be made."))
     }
 
     // MARK: ConversationObserver
@@ -98,7 +96,7 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
             case .completed(let c):
                 count(c)
             case .violation(let v):
-                violations.counter(v.code).increment()
+                violations[v.code]?.increment()
             case .serverGreeting, .clientFlags, .option, .optionReply, .exportNameReply, .transmissionStarted,
                  .simpleReply, .replyChunk, .payload, .tlsStarted, .opaque, .compliance, .gap, .skipped, .closed:
                 break
@@ -131,10 +129,10 @@ public final class PrometheusMetrics: ConversationObserver, ProxyLifecycleObserv
         let i = CommandSeries.index(c.request.command)
         switch c.outcome {
         case .replied:
-            if c.error != .ok { errors.counter(ErrorKey(command: i, errno: CommandLabel.errno(c.error))).increment() }
+            if c.error != .ok { errors[ErrorKey(command: i, errno: CommandLabel.errno(c.error))]?.increment() }
             durations[i].record(.nanoseconds(Int64(clamping: c.latencyNanoseconds)))
         case .abandoned:
-            errors.counter(ErrorKey(command: i, errno: "ENOTCONN")).increment()
+            errors[ErrorKey(command: i, errno: "ENOTCONN")]?.increment()
         case .noReply:
             break
         }
