@@ -32,16 +32,11 @@ public struct CommandStats: Sendable, Equatable {
     }
 
     mutating func count(completed c: CompletedRequest) {
+        if let name = c.statisticsError { errors[name, default: 0] += 1 }
         switch c.outcome {
-        case .replied:
-            if c.error != .ok { errors[c.error.name, default: 0] += 1 }
-            latency.record(c.latencyNanoseconds)
-        case .abandoned:
-            // The client never got an answer: an error, as the log's error=ENOTCONN says.
-            abandoned += 1
-            errors["ENOTCONN", default: 0] += 1
-        case .noReply:
-            break
+        case .replied: latency.record(c.latencyNanoseconds)
+        case .abandoned: abandoned += 1
+        case .noReply: break
         }
     }
 
@@ -137,4 +132,25 @@ public struct ConnectionStats: Sendable, Equatable {
     }
 
     public var totalRequests: UInt64 { commands.reduce(0) { $0 + $1.1.requests } }
+}
+
+extension CompletedRequest {
+    /// The error the statistics count for this request: the reply's errno name, ENOTCONN
+    /// for one the client never got an answer to (as the log's error=ENOTCONN says), nil
+    /// for a success or a DISC. The picture marks errors by the same rule.
+    public var statisticsError: String? {
+        switch outcome {
+        case .replied: return error == .ok ? nil : error.name
+        case .abandoned: return "ENOTCONN"
+        case .noReply: return nil
+        }
+    }
+
+    /// The latency the statistics record: only for a request that was answered.
+    public var statisticsLatency: UInt64? {
+        switch outcome {
+        case .replied: return latencyNanoseconds
+        case .abandoned, .noReply: return nil
+        }
+    }
 }

@@ -53,12 +53,9 @@ extension PlotPage {
         func x(_ i: Double) -> Double { left + min(i * width / span, 1) * plotWidth }
         func y(_ rate: Double) -> Double { chartTop + (1 - rate / peak) * chartHeight }
         s += frame(yLabels: [(0, "0"), (peak / 2, PlotText.bytes(peak / 2) + "/s"), (peak, PlotText.bytes(peak) + "/s")], y: y)
-        let step = PlotText.tickStep(span, count: 8)
-        var t = 0.0
-        while t <= span * (1 + 1e-9) {
-            let px = left + t / span * plotWidth
-            s += "<text x=\"\(PlotText.px(px))\" y=\"\(PlotText.px(chartTop + chartHeight + 14))\" text-anchor=\"middle\">\(PlotText.duration(nanoseconds: t))</text>"
-            t += step
+        for (share, label) in PlotText.timeTicks(span) {
+            let px = left + share * plotWidth
+            s += "<text x=\"\(PlotText.px(px))\" y=\"\(PlotText.px(chartTop + chartHeight + 14))\" text-anchor=\"middle\">\(label)</text>"
         }
         s += "\n"
         for c in used {

@@ -33,13 +33,10 @@ extension PlotPage {
         }
         // Time ticks under the last lane.
         let axisY = laneTop(lanes - 1) + lh
-        let step = PlotText.tickStep(span, count: 8)
-        var t = 0.0
-        while t <= span * (1 + 1e-9) {
-            let px = left + t / span * plotWidth
+        for (share, label) in PlotText.timeTicks(span) {
+            let px = left + share * plotWidth
             s += "<line class=\"grid\" x1=\"\(PlotText.px(px))\" y1=\"\(PlotText.px(laneGap))\" x2=\"\(PlotText.px(px))\" y2=\"\(PlotText.px(axisY))\"/>"
-            s += "<text x=\"\(PlotText.px(px))\" y=\"\(PlotText.px(axisY + 14))\" text-anchor=\"middle\">\(PlotText.duration(nanoseconds: t))</text>\n"
-            t += step
+            s += "<text x=\"\(PlotText.px(px))\" y=\"\(PlotText.px(axisY + 14))\" text-anchor=\"middle\">\(label)</text>\n"
         }
         if let grid = m.grid {
             s += cells(grid, m, lh: lh, x: x, y: y)

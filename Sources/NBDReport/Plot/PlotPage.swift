@@ -58,6 +58,7 @@ public enum PlotPage {
         let span = Double(m.lastTime &- (m.firstTime ?? m.lastTime))
         var s = "\(requests) requests on \(connections)\(m.laneConnections.count > PlotModel.laneLimit ? "+" : "") connection\(connections == 1 ? "" : "s") over \(PlotText.duration(nanoseconds: span))"
         if m.aggregated { s += " · aggregated timeline (more than \(PlotModel.markLimit) requests)" }
+        if m.unmatched > 0 { s += " · \(m.unmatched) requests past the limit of \(PlotModel.pendingLimit) awaiting replies: their replies are not drawn" }
         return s
     }
 

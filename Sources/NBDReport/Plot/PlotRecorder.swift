@@ -29,20 +29,7 @@ public final class PlotRecorder: ConversationObserver, @unchecked Sendable {
             model.request(connection, id: r.id, command: r.header.command, flags: r.header.flags,
                           offset: r.header.offset, length: r.effectLength, time: r.time, text: line(e, connection))
         case .completed(let c):
-            let error: String?
-            let latency: UInt64?
-            switch c.outcome {
-            case .replied:
-                error = c.error == .ok ? nil : c.error.name
-                latency = c.latencyNanoseconds
-            case .abandoned:
-                error = "ENOTCONN"
-                latency = nil
-            case .noReply:
-                error = nil
-                latency = nil
-            }
-            model.completed(connection, id: c.id, time: c.replyTime, error: error, latency: latency, text: line(e, connection))
+            model.completed(connection, id: c.id, time: c.replyTime, error: c.statisticsError, latency: c.statisticsLatency, text: line(e, connection))
         case .closed:
             var log = logs[connection]
             log?.append(e, to: &scratch)

@@ -57,4 +57,17 @@ enum PlotText {
         for m in [1.0, 2.0, 5.0, 10.0] where p * m >= raw { return p * m }
         return p * 10
     }
+
+    /// Ticks over a time axis of `span` nanoseconds: each tick's share of the axis (0 to
+    /// 1) and its label, at round steps; the timeline and the throughput chart share them.
+    static func timeTicks(_ span: Double) -> [(Double, String)] {
+        let step = tickStep(span, count: 8)
+        var out: [(Double, String)] = []
+        var t = 0.0
+        while t <= span * (1 + 1e-9) {
+            out.append((t / span, duration(nanoseconds: t)))
+            t += step
+        }
+        return out
+    }
 }
