@@ -11,12 +11,7 @@ enum MetricsLimits {
 /// A TCP connection to 127.0.0.1:port that sends nothing (it holds one of the endpoint's places).
 func openSocket(_ port: Int) -> Int32? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    guard r == 0 else {
+    guard withLoopback(fd, port, connect) == 0 else {
         close(fd)
         return nil
     }
@@ -40,12 +35,7 @@ func httpExchange(port: Int, _ requests: [String]) throws -> [HTTPReply] {
     defer { close(fd) }
     var timeout = timeval(tv_sec: 20, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    guard connected == 0 else { throw HarnessError.timeout("connect to port \(port)") }
+    guard withLoopback(fd, port, connect) == 0 else { throw HarnessError.timeout("connect to port \(port)") }
     let out = Array(requests.joined().utf8)
     var sent = 0
     while sent < out.count {
