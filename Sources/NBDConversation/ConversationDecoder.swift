@@ -477,3 +477,39 @@ extension ConversationDecoder {
         return s.pending.readableBytes == 0 && s.skip == 0
     }
 }
+
+extension ConversationDecoder {
+    /// Payload bytes of a direction that may be passed over unseen: the rest of a WRITE's
+    /// data or of a READ reply's data, once its header was framed. A front end that can
+    /// move them without reading them (the proxy's kernel path, a capture read where it
+    /// lies) calls `passPayload` instead of `feed` for up to this many bytes. 0 while part
+    /// of a header is held, while hunting after a gap, and after a fatal violation: the
+    /// bytes must then be fed.
+    public func payloadAhead(_ d: StreamDirection) -> UInt64 {
+        let s = state(d)
+        return s.pending.readableBytes == 0 && !s.hunting && !s.dead ? s.skip : 0
+    }
+
+    /// Accounts for `count` payload bytes that went by without being fed, exactly as if
+    /// they had been (the events are the same: a payload's span was reported with its
+    /// header, and a READ completes once its data has passed). Bytes beyond
+    /// `payloadAhead(d)` are not payload: a caller passing more is a bug, so the excess is
+    /// ignored rather than guessed at, and the return value says how many were taken.
+    @discardableResult
+    public mutating func passPayload(_ d: StreamDirection, _ count: UInt64, at time: UInt64,
+                                     into events: inout [ConversationEvent]) -> UInt64 {
+        let n = min(count, payloadAhead(d))
+        guard n > 0 else { return 0 }
+        let left: UInt64 = withState(d) { s in
+            s.skip -= n
+            s.offset += n
+            return s.skip
+        }
+        if left == 0, d == .serverToClient, let done = completionAfterPayload {
+            // The READ's data has all passed: it is answered, as `process` says when fed.
+            completionAfterPayload = nil
+            events.append(done)
+        }
+        return n
+    }
+}

@@ -34,6 +34,21 @@ public struct ConversationTap {
         consume(&logText)
     }
 
+    /// Payload bytes that went by without being fed (see `ConversationDecoder.passPayload`):
+    /// counted in the byte totals as fed bytes are, so the statistics do not depend on
+    /// which path moved them.
+    @discardableResult
+    public mutating func passPayload(_ d: StreamDirection, _ count: UInt64, at time: UInt64, logText: inout [UInt8]) -> UInt64 {
+        events.removeAll(keepingCapacity: true)
+        let n = decoder.passPayload(d, count, at: time, into: &events)
+        switch d {
+        case .clientToServer: stats.bytesClientToServer &+= n
+        case .serverToClient: stats.bytesServerToClient &+= n
+        }
+        consume(&logText)
+        return n
+    }
+
     public mutating func finish(_ d: StreamDirection, at time: UInt64, logText: inout [UInt8], cutByRelay: Bool = false) {
         events.removeAll(keepingCapacity: true)
         decoder.finish(d, at: time, into: &events, cutByRelay: cutByRelay)
