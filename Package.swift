@@ -48,7 +48,7 @@ let package = Package(
         .target(
             name: "NBDProxy",
             dependencies: [
-                "NBDProtocol", "NBDConversation", "NBDReport", "NBDEmulation",
+                "NBDProtocol", "NBDConversation", "NBDReport", "NBDEmulation", "CSplice",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -81,6 +81,9 @@ let package = Package(
             ]
         ),
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
+        /// splice(2) and pipe sizing for the proxy's kernel path: glibc declares them only
+        /// under _GNU_SOURCE, which Swift's Glibc module does not define.
+        .target(name: "CSplice"),
         /// pcap input and TCP reassembly. Release builds skip Swift's run-time exclusivity
         /// checks here (debug builds and tests keep them): they were ~15% of decoding a
         /// 916 MB capture of 4 KiB requests (1.12 s -> 0.93 s), mostly in NIO's ByteBuffer

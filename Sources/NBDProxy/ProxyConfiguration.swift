@@ -11,6 +11,9 @@ public struct ProxyConfiguration: Sendable {
     public var drainSeconds: Double = 5
     /// Seconds a connection may stay half-open after the client's EOF.
     public var halfCloseSeconds: Double = 5
+    /// Large READ and WRITE payloads move socket to socket in the kernel (splice(2)) where
+    /// nothing needs their bytes; false keeps every byte in user space (`--no-splice`).
+    public var splicePayloads = true
     /// Busy-polling window at queue depth 1, in microseconds (0: never poll).
     public var idlePollMicroseconds = 400
     /// Seconds a client has to finish the NBD handshake (0: no limit). qemu-nbd closes such

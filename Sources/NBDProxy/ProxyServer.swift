@@ -37,6 +37,12 @@ public final class ProxyServer: @unchecked Sendable {
     /// (nil when a peer simply hung up).
     public var onConnectionClosed: (@Sendable (Int, ConnectionStats, String?) -> Void)?
 
+    /// Payload bytes moved socket to socket in the kernel, over all connections so far.
+    public var bytesSpliced: UInt64 { splicedBytes.total.load(ordering: .relaxed) }
+    /// Of those, bytes a full receiving socket did not take, queued in NIO instead.
+    public var bytesSplicedBack: UInt64 { splicedBytes.returned.load(ordering: .relaxed) }
+    let splicedBytes = SplicedBytes()
+
     public init(config: ProxyConfiguration, sink: LogSink?, threads: Int = System.coreCount) {
         self.config = config
         self.sink = sink
@@ -120,6 +126,8 @@ public final class ProxyServer: @unchecked Sendable {
         if let rate = config.policy.rate { session.shaper = RateShaper(rate, shared: sharedRate) }
         poller.connections.add(1, ordering: .relaxed)
         if poller.enabled { session.poller = poller }
+        session.splicing = config.splicePayloads && pcap == nil
+        session.splicedBytes = splicedBytes
         session.clientDescriptor = clientFD
         lock.withLock { sessions[id] = session }
         let clientSide = RelayHandler(direction: .clientToServer, session: session)

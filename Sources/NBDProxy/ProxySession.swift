@@ -52,6 +52,13 @@ final class ProxySession {
     /// The two sockets' descriptors (nbdtap makes both sockets: Sockets.swift); -1 until known.
     var clientDescriptor: Int32 = -1
     var upstreamDescriptor: Int32 = -1
+    /// Large payloads move socket to socket in the kernel (RelayHandler+Kernel.swift);
+    /// false when the proxy was told not to, or splice(2) refused these sockets.
+    var splicing = false
+    /// The pipe that path uses, made on first use.
+    var splicer: PayloadSplicer?
+    /// The proxy's count of bytes moved that way.
+    var splicedBytes: SplicedBytes?
 
     init(id: Int, client: Channel, logFormat: LogFormat?, sink: LogSink?, stats: StatsRegistry, halfCloseSeconds: Double,
          onClosed: @escaping (ProxySession) -> Void) {
@@ -128,6 +135,21 @@ final class ProxySession {
                 }
             }
         }
+    }
+
+    /// Payload bytes the kernel moved: the decoder accounts for them as if fed.
+    func passed(_ d: StreamDirection, _ count: UInt64) {
+        splicedBytes?.total.add(count, ordering: .relaxed)
+        tap.passPayload(d, count, at: wallClockNanoseconds(), logText: &logText)
+        flushLog()
+    }
+
+    func payloadSplicer() -> PayloadSplicer? {
+        if splicer == nil {
+            splicer = PayloadSplicer()
+            if splicer == nil { splicing = false }
+        }
+        return splicer
     }
 
     func flushLog() {

@@ -24,14 +24,29 @@ final class RelayHandler: ChannelInboundHandler {
     var throttledUntil: UInt64?
     /// Runs once when this channel becomes active (the client side uses it to connect upstream).
     var onActive: (() -> Void)?
+    /// The kernel path (RelayHandler+Kernel.swift): NIO's reads are small now, and the last
+    /// message this direction framed had a large payload.
+    var readingSmall = false
+    var largePayloadsFlowing = false
+    /// The buffer of the last read (until its read completes) and the one kept shared
+    /// while reads are small (RelayHandler+Kernel.swift says why).
+    var lastRead: ByteBuffer?
+    var heldBuffer: ByteBuffer?
 
     init(direction: StreamDirection, session: ProxySession) {
         self.direction = direction
         self.session = session
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        kernelPathAdded(context)
+    }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        heldBuffer = nil
+        lastRead = nil
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         if let f = onActive {
@@ -61,6 +76,10 @@ final class RelayHandler: ChannelInboundHandler {
         guard session.observe(direction, buffer) else {
             broken = true
             return
+        }
+        if session.splicing {
+            notePayloads(session.tap.events)
+            lastRead = buffer
         }
         partner?.context?.write(wrapOutboundOut(buffer), promise: nil)
     }
@@ -93,6 +112,7 @@ final class RelayHandler: ChannelInboundHandler {
             return
         }
         p.flush()
+        if session.splicing { movePayloadInKernel(context, partner: p) }
         guard mayRead else {
             // Shutting down, or a hold keeps as much as it may: `resume` reads again when
             // that changes (it checks `mayRead` too).

@@ -56,6 +56,9 @@ struct ProxyCommand: ParsableCommand {
     @Option(name: .customLong("stats-interval"), help: ArgumentHelp("Also write the statistics so far every SECONDS, open connections included (SIGUSR1 does it once).", valueName: "SECONDS"))
     var statsInterval: Double?
 
+    @Flag(name: .customLong("no-splice"), help: "Relay every payload byte through user space. By default large READ and WRITE payloads move socket to socket in the kernel (splice(2)) when nothing needs their bytes (no layers, TLS termination, --pcap or --rate); the log and statistics are the same either way.")
+    var noSplice = false
+
     @Option(name: .long, help: ArgumentHelp("Serve Prometheus metrics at http://ADDR/metrics while the proxy runs; ADDR is PORT, HOST:PORT or [V6]:PORT (host 127.0.0.1 unless given). See Docs/metrics.md.", valueName: "ADDR"))
     var metrics: MetricsAddress?
 
@@ -101,6 +104,7 @@ struct ProxyCommand: ParsableCommand {
         var config = ProxyConfiguration(listen: listenEndpoint, upstream: upstream.endpoint, logFormat: sink == nil ? nil : report.logFormat)
         config.drainSeconds = 5
         config.idlePollMicroseconds = idlePoll
+        config.splicePayloads = !noSplice
         config.handshakeTimeoutSeconds = handshakeTimeout
         config.idleTimeoutSeconds = idleTimeout
         config.maxConnections = maxConnections

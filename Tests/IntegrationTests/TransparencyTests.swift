@@ -20,9 +20,11 @@ struct TransparencyTests {
         #expect(!chain.proxy.log.contains("Violation"))
     }
 
-    @Test func bulkCopyIsRelayedByteForByte() throws {
+    /// Both paths: large payloads spliced in the kernel (the default) and every byte
+    /// through user space (`--no-splice`).
+    @Test(arguments: [true, false]) func bulkCopyIsRelayedByteForByte(splice: Bool) throws {
         let s = try Scratch()
-        let chain = try RecordedChain(s, nbdkitArgs: ["memory", "64M"])
+        let chain = try RecordedChain(s, nbdkitArgs: ["memory", "64M"], splice: splice)
         let src = s.path("src.img")
         // 64 MiB of random data (no holes for nbdcopy to skip), 2 MiB of zeroes in the
         // middle so the copy also sends WRITE_ZEROES.
@@ -39,6 +41,13 @@ struct TransparencyTests {
         let received = client.reduce(0) { $0 + $1.s2c.count }
         #expect(sent > 60 << 20 && received > 60 << 20, "\(sent) bytes sent, \(received) received")
         try expectSameBytes(client, server)
+        // nbdcopy's 256 KiB requests: most of both copies' data went the kernel's way.
+        let spliced = chain.proxy.server.bytesSpliced
+        if splice {
+            #expect(spliced > UInt64(sent + received) / 2, "\(spliced) of \(sent + received) bytes spliced")
+        } else {
+            #expect(spliced == 0)
+        }
     }
 
     /// Pairs every connection seen by the client-side relay with one seen by the
@@ -85,13 +94,13 @@ struct RecordedChain {
     let proxy: RunningProxy
     let uri: String
 
-    init(_ s: Scratch, nbdkitArgs: [String]) throws {
+    init(_ s: Scratch, nbdkitArgs: [String], splice: Bool = true) throws {
         scratch = s
         let nbdkit = try s.nbdkit(nbdkitArgs, logFilter: false)
         let upRelay = s.path("relay-u.sock")
         try s.start("python3", [toolPath("record_relay.py"), upRelay, nbdkit, s.dir, "u"], name: "relay-u")
         try s.waitFor(upRelay)
-        proxy = try s.proxy(upstream: .unix(path: upRelay))
+        proxy = try s.proxy(upstream: .unix(path: upRelay), splice: splice)
         guard case .unix(let proxySock) = proxy.endpoint else { throw HarnessError.timeout("proxy on a Unix socket") }
         let clientRelay = s.path("relay-c.sock")
         try s.start("python3", [toolPath("record_relay.py"), clientRelay, proxySock, s.dir, "c"], name: "relay-c")

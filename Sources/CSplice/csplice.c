@@ -1,0 +1,18 @@
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <unistd.h>
+#include "csplice.h"
+
+ssize_t nbdtap_splice(int from, int to, size_t length) {
+    return splice(from, NULL, to, NULL, length, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+}
+
+int nbdtap_pipe(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
+}
+
+int nbdtap_pipe_size(int fd, int size) {
+    if (fcntl(fd, F_SETPIPE_SZ, size) >= 0)
+        return fcntl(fd, F_GETPIPE_SZ);
+    return fcntl(fd, F_GETPIPE_SZ);
+}

@@ -1,0 +1,113 @@
+import NBDConversation
+import NIOCore
+
+/// The kernel path for payloads (PayloadSplicer.swift), as the relay uses it.
+///
+/// After NIO relayed a read (headers, and whatever payload came with them), the rest of a
+/// large payload is spliced socket to socket before NIO is asked to read again. While
+/// large payloads flow, NIO's reads are made small, so that NIO reads the headers and the
+/// kernel moves the data; the first small read is also how the relay learns, from NIO's
+/// own epoll, that more bytes have come. Everything else (handshake, small requests,
+/// errors, EOF, backpressure) stays NIO's.
+extension RelayHandler {
+    /// Payloads at least this long are spliced; shorter ones cost more in system calls
+    /// than their copy (a 4 KiB WRITE and its header arrive in one read anyway).
+    static let kernelMinimum: UInt64 = 32 * 1024
+    /// NIO's read size while large payloads flow: a header or two, not the data.
+    static let smallReads = FixedSizeRecvByteBufferAllocator(capacity: 512)
+
+    /// Whether the kernel path applies to this connection now: nothing needs the
+    /// payloads' bytes (no policy layer or TLS termination, no `--pcap`, no `--rate`), and
+    /// no shutdown is under way.
+    var kernelPathApplies: Bool {
+        session.splicing && session.engine == nil && session.shaper == nil && !session.draining && !session.closing
+    }
+
+    /// Called once a read was relayed and the partner flushed: splices what remains of a
+    /// large payload, then sets the size of NIO's next read.
+    func movePayloadInKernel(_ context: ChannelHandlerContext, partner p: ChannelHandlerContext) {
+        guard kernelPathApplies else {
+            smallReadsWanted(false, context)
+            return
+        }
+        var ahead = session.tap.decoder.payloadAhead(direction)
+        let buffered = (try? p.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 1
+        if ahead >= Self.kernelMinimum && buffered == 0, let splicer = session.payloadSplicer() {
+            let (source, destination) = direction == .clientToServer
+                ? (session.clientDescriptor, session.upstreamDescriptor)
+                : (session.upstreamDescriptor, session.clientDescriptor)
+            let moved = splicer.move(from: source, to: destination, limit: ahead, allocator: context.channel.allocator)
+            if moved.unsupported { session.splicing = false }
+            if moved.bytes > 0 {
+                session.lastActivity = monotonicNanoseconds()
+                session.passed(direction, moved.bytes)
+            }
+            if moved.lost {
+                session.close(reason: "payload bytes moved by splice(2) could not be read back from its pipe")
+                return
+            }
+            if let rest = moved.leftover, rest.readableBytes > 0 {
+                session.splicedBytes?.returned.add(UInt64(rest.readableBytes), ordering: .relaxed)
+                p.writeAndFlush(wrapOutboundOut(rest), promise: nil)
+            }
+            ahead = session.tap.decoder.payloadAhead(direction)
+        }
+        // Small reads only while the kernel can take the data: not while NIO still holds
+        // bytes for the partner (the payload then goes NIO's way, in large reads).
+        let partnerEmpty = ((try? p.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 1) == 0
+        smallReadsWanted(partnerEmpty && (ahead >= Self.kernelMinimum || largePayloadsFlowing), context)
+    }
+
+    /// Switches NIO's read size, only when it changes (setting an option is a few
+    /// dictionary operations, not worth doing per read).
+    ///
+    /// NIO reads into the whole of a pooled buffer it can reuse, whatever size the
+    /// allocator asks for; so while reads are to be small, the relay keeps a reference to
+    /// the channel's one pooled buffer (one, because these channels read one message per
+    /// wake-up: `kernelPathAdded`), and NIO, finding it shared, reads into a new buffer of
+    /// the small size instead.
+    func smallReadsWanted(_ small: Bool, _ context: ChannelHandlerContext) {
+        defer { lastRead = nil }
+        guard small != readingSmall, let options = context.channel.syncOptions else { return }
+        readingSmall = small
+        if small {
+            heldBuffer = lastRead
+            try? options.setOption(.recvAllocator, value: Self.smallReads)
+        } else {
+            heldBuffer = nil
+            try? options.setOption(.recvAllocator, value: ProxyServer.recvAllocator)
+        }
+    }
+
+    /// One read per wake-up on a channel that may splice, so that NIO's receive pool holds
+    /// a single buffer (see `smallReadsWanted`); the reads are large (up to 1 MiB), so
+    /// this costs the user-space path nothing measurable.
+    func kernelPathAdded(_ context: ChannelHandlerContext) {
+        guard session.splicing else { return }
+        try? context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: 1)
+    }
+
+    /// Notes the length of each payload this direction framed: a stream of large ones
+    /// (a copy, a migration) keeps NIO's reads small between them too, so that the next
+    /// payload's header does not bring most of its data into user space with it.
+    func notePayloads(_ events: [ConversationEvent]) {
+        for e in events where e.direction == direction {
+            if case .payload(_, let span) = e.kind {
+                largePayloadsFlowing = span.length >= Self.kernelMinimum
+            } else if Self.startsMessage(e.kind) {
+                // A message without a large payload after it: not a copy's stream (yet).
+                largePayloadsFlowing = false
+            }
+        }
+    }
+
+    /// Transmission messages that may carry a payload after them.
+    static func startsMessage(_ kind: ConversationEvent.Kind) -> Bool {
+        switch kind {
+        case .request, .simpleReply, .replyChunk: return true
+        case .serverGreeting, .clientFlags, .option, .optionReply, .exportNameReply, .transmissionStarted, .payload,
+             .completed, .tlsStarted, .opaque, .violation, .compliance, .gap, .skipped, .closed:
+            return false
+        }
+    }
+}
