@@ -331,6 +331,8 @@ class NBDTapPath(Path):
                 port = free_port()
                 argv += [x, f"127.0.0.1:{port}"]
                 self.scraper = Scraper(f"http://127.0.0.1:{port}/metrics")
+            elif x == "--no-splice":
+                argv += [x]
             else:
                 argv += [x, self.files[0] if x == "--log" else self.files[1]]
         if "--log" in self.extra:
@@ -531,6 +533,7 @@ def run_proxy_section(args, nbdtap):
     notes = [f"nbdtap's --log and --pcap files are written to {'tmpfs (/dev/shm)' if ctx.out_dir == shm else 'disk (' + ctx.tmp + ')'} and deleted after each run."]
     paths = [Direct(), NBDTapPath("tap", "nbdtap, log off", []),
              NBDTapPath("tap-log", "nbdtap --log FILE (nbdkit format)", ["--log"]),
+             NBDTapPath("tap-log-copy", "nbdtap --log FILE --no-splice (every byte through user space)", ["--log", "--no-splice"]),
              NBDTapPath("tap-metrics", "nbdtap --log FILE --metrics ADDR (scraped every second)", ["--log", "--metrics"])]
     if nbdtap_has_pcap(nbdtap):
         paths.append(NBDTapPath("tap-pcap", "nbdtap --pcap FILE", ["--pcap"]))
@@ -1024,7 +1027,7 @@ def main():
     ap.add_argument("--only", help="comma-separated sections: proxy, decode, replay, micro")
     ap.add_argument("--rounds", type=int, help="rounds of the proxy section (default 5, --quick 2)")
     ap.add_argument("--nbdtap", help="measure this nbdtap binary instead of building one")
-    ap.add_argument("--paths", help="proxy section: only these paths (direct,tap,tap-log,tap-metrics,tap-pcap,nbdkit-nbd,qemu-nbd)")
+    ap.add_argument("--paths", help="proxy section: only these paths (direct,tap,tap-log,tap-log-copy,tap-metrics,tap-pcap,nbdkit-nbd,qemu-nbd)")
     ap.add_argument("--workloads", help="proxy section: only these workloads (e.g. nbdcopy-read-C4,fio-randread-qd1)")
     ap.add_argument("--recapture", action="store_true", help="decode section: remake the cached captures")
     ap.add_argument("--no-save", action="store_true", help="print only; write nothing under bench/results/")

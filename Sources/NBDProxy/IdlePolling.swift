@@ -63,6 +63,10 @@ final class IdlePoller: Sendable {
                     timeouts.add(1, ordering: .relaxed)
                     return false
                 }
+                // The spin only uses a core no one else wants: a client or server thread
+                // waiting for this core runs now (a copy's client, busy with its own
+                // work, kept one request in flight and lost CPU to the spin).
+                sched_yield()
             }
         }
     }
