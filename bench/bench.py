@@ -1031,6 +1031,9 @@ def main():
     ap.add_argument("--workloads", help="proxy section: only these workloads (e.g. nbdcopy-read-C4,fio-randread-qd1)")
     ap.add_argument("--recapture", action="store_true", help="decode section: remake the cached captures")
     ap.add_argument("--no-save", action="store_true", help="print only; write nothing under bench/results/")
+    ap.add_argument("--sweep-rounds", type=int, default=2, help="sweep section: rounds (default 2)")
+    ap.add_argument("--sweep-runtime", type=float, default=3, help="sweep section: seconds per fio run (default 3)")
+    ap.add_argument("--sweep-qemu-count", type=int, default=40000, help="sweep section: qemu-img bench requests (default 40000)")
     args = ap.parse_args()
 
     # --quick leaves out the micro-benchmarks (building ordo-one/benchmark alone takes about
@@ -1038,10 +1041,11 @@ def main():
     sections = ["proxy", "decode", "replay"] if args.quick and not args.only else ["proxy", "decode", "replay", "micro"]
     if args.only:
         only = [s.strip() for s in args.only.split(",") if s.strip()]
-        bad = [s for s in only if s not in sections]
+        # The sweeps (queue depths, connections, qemu-img bench: ~10 min) run only when asked.
+        bad = [s for s in only if s not in sections + ["sweep"]]
         if bad:
-            ap.error(f"unknown section(s) {bad}; choose from {sections}")
-        sections = [s for s in sections if s in only]
+            ap.error(f"unknown section(s) {bad}; choose from {sections + ['sweep']}")
+        sections = [s for s in sections + ["sweep"] if s in only]
     q = args.quick
     args.rounds = args.rounds or (2 if q else 5)
     args.copy_size = (256 if q else 1024) * MiB
@@ -1062,7 +1066,7 @@ def main():
 
     t0 = time.monotonic()
     env = environment_info()
-    nbdtap = build_nbdtap(args) if ("proxy" in sections or "decode" in sections or "replay" in sections) else None
+    nbdtap = build_nbdtap(args) if any(s in sections for s in ("proxy", "decode", "replay", "sweep")) else None
     out = {"mode": "quick" if q else "full", "environment": env, "sections": {}}
     if "proxy" in sections:
         out["sections"]["proxy"] = run_proxy_section(args, nbdtap)
@@ -1072,12 +1076,16 @@ def main():
         out["sections"]["replay"] = run_replay_section(args, nbdtap)
     if "micro" in sections:
         out["sections"]["micro"] = run_micro_section(args)
+    if "sweep" in sections:
+        import sweep
+        out["sections"]["sweep"] = sweep.run_sweep_section(args, nbdtap, sys.modules[__name__])
     out["wall_s"] = time.monotonic() - t0
 
     titles = {"proxy": "Proxy overhead (nbdkit memory upstream, Unix sockets)",
               "decode": "Offline decoding of loopback captures",
               "replay": "Replaying the small-request capture",
-              "micro": "Conversation decoder micro-benchmarks (in memory)"}
+              "micro": "Conversation decoder micro-benchmarks (in memory)",
+              "sweep": "Queue depths, connections and qemu-img bench (nbdkit memory upstream, Unix sockets)"}
     md = [f"# nbdtap benchmark ({out['mode']}, {env['date']})", "",
           f"Commit {env['commit']}; {env['cpus']} CPUs ({env['cpu_model']}), Linux {env['kernel']}; "
           f"{env['nbdkit']}, {env['nbdcopy']}, {env['qemu-nbd']}, {env['fio']}, {env['tshark']}; "
@@ -1104,6 +1112,9 @@ def main():
             f.write(text)
         with open(os.path.join(RESULTS, stamp + ".json"), "w") as f:
             json.dump(out, f, indent=1, default=str)
+        if "sweep" in out["sections"]:
+            with open(os.path.join(RESULTS, stamp + "-depth.svg"), "w") as f:
+                f.write(out["sections"]["sweep"]["svg"])
         if sections == ["proxy", "decode", "replay", "micro"]:
             with open(os.path.join(RESULTS, "latest.md"), "w") as f:
                 f.write(text)

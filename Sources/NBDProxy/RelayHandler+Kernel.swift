@@ -79,12 +79,21 @@ extension RelayHandler {
         }
     }
 
-    /// One read per wake-up on a channel that may splice, so that NIO's receive pool holds
-    /// a single buffer (see `smallReadsWanted`); the reads are large (up to 1 MiB), so
-    /// this costs the user-space path nothing measurable.
-    func kernelPathAdded(_ context: ChannelHandlerContext) {
-        guard session.splicing else { return }
+    /// One read per wake-up once a channel carries large payloads, so that NIO's receive
+    /// pool holds a single buffer (see `smallReadsWanted`); the reads are large (up to
+    /// 1 MiB) outside the payloads, so this costs the user-space path nothing measurable,
+    /// and connections of small requests never change.
+    func readOnePerWakeUp(_ context: ChannelHandlerContext) {
+        guard !onePerWakeUp else { return }
+        onePerWakeUp = true
         try? context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: 1)
+    }
+
+    /// A read larger than the small size while reads are small came from NIO's pooled
+    /// buffer, which was not the one held: hold this one, so the next reads are small.
+    func noteRead(_ buffer: ByteBuffer) {
+        lastRead = buffer
+        if readingSmall && buffer.capacity > Self.smallReads.capacity { heldBuffer = buffer }
     }
 
     /// Notes the length of each payload this direction framed: a stream of large ones
@@ -94,6 +103,7 @@ extension RelayHandler {
         for e in events where e.direction == direction {
             if case .payload(_, let span) = e.kind {
                 largePayloadsFlowing = span.length >= Self.kernelMinimum
+                if largePayloadsFlowing, let context { readOnePerWakeUp(context) }
             } else if Self.startsMessage(e.kind) {
                 // A message without a large payload after it: not a copy's stream (yet).
                 largePayloadsFlowing = false

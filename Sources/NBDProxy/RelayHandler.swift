@@ -32,6 +32,8 @@ final class RelayHandler: ChannelInboundHandler {
     /// while reads are small (RelayHandler+Kernel.swift says why).
     var lastRead: ByteBuffer?
     var heldBuffer: ByteBuffer?
+    /// NIO reads once per wake-up on this channel (set once large payloads were seen).
+    var onePerWakeUp = false
 
     init(direction: StreamDirection, session: ProxySession) {
         self.direction = direction
@@ -40,7 +42,6 @@ final class RelayHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        kernelPathAdded(context)
     }
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
@@ -79,7 +80,7 @@ final class RelayHandler: ChannelInboundHandler {
         }
         if session.splicing {
             notePayloads(session.tap.events)
-            lastRead = buffer
+            noteRead(buffer)
         }
         partner?.context?.write(wrapOutboundOut(buffer), promise: nil)
     }
