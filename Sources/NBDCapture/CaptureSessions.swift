@@ -105,6 +105,28 @@ public final class CaptureSessions {
         }
     }
 
+    /// How many payload bytes the decoder of NBD connection `connection` (the reassembler's
+    /// id) has ahead in direction `d`, which may be passed over by count
+    /// (`passPayload`) instead of fed; nil when this connection's bytes must be handed
+    /// over as bytes: not yet known to be NBD, not NBD, or someone needs the bytes (the
+    /// replayer's `observer` takes WRITE data and READ replies, the packets view counts
+    /// each frame's bytes).
+    public func payloadAhead(connection: Int, _ d: StreamDirection) -> UInt64? {
+        guard observer == nil, !packetLines, let s = sessions[connection], s.decided, s.isNBD, s.tap != nil else { return nil }
+        return s.tap!.decoder.payloadAhead(d)
+    }
+
+    /// `count` in-order stream bytes, at most what `payloadAhead` said, went by without
+    /// being copied: the tap accounts for them as if they had been fed (same events, same
+    /// statistics).
+    public func passPayload(connection: Int, _ d: StreamDirection, _ count: UInt64, time: UInt64, out: inout [UInt8]) {
+        guard let s = sessions[connection], s.tap != nil else { return }
+        s.lastTime = time
+        s.seen[d, default: 0] += count
+        let taken = s.tap!.passPayload(d, count, at: time, logText: &out)
+        assert(taken == count, "\(count) bytes passed with only \(taken) of payload ahead")
+    }
+
     /// Ends every connection still open (the capture ended first) and forgets them all, so
     /// the next capture of the same run numbers its connections after these (each file's
     /// reassembler counts its connection ids from 1 again).
