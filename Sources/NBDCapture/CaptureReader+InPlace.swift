@@ -57,6 +57,7 @@ extension CaptureReader {
                 reassembler.advanceDirect(by: n)
                 sessions.passPayload(connection: stream.connection, stream.direction, UInt64(n), time: frame.timestamp, out: &out)
                 at += n
+                bytesPassed += UInt64(n)
                 piece = Self.firstPiece
             } else {
                 let n = min(piece, left)

@@ -31,6 +31,8 @@ public final class CaptureReader {
     let allocator = ByteBufferAllocator()
     /// Events of one step, reused.
     var pending: [CaptureEvent] = []
+    /// Payload bytes `step(sessions:out:)` passed over by count instead of copying.
+    public internal(set) var bytesPassed: UInt64 = 0
 
     public init(source: CaptureSource, configuration: TCPReassembler.Configuration = .init()) {
         self.source = source
