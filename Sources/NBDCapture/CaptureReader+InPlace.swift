@@ -1,3 +1,4 @@
+import NBDConversation
 import NIOCore
 
 /// Decoding a mapped frame where it lies.
@@ -26,10 +27,9 @@ extension CaptureReader {
         case .skipped(let reason):
             reassembler.countSkipped(reason)
         case .tcp(let f):
-            if let stream = reassembler.directStream(for: f),
-               sessions.payloadAhead(connection: stream.connection, stream.direction) != nil {
+            if let stream = reassembler.directStream(for: f), let session = sessions.passable(stream.connection) {
                 reassembler.countDirectSegment()
-                walk(f.payload, of: frame, stream, sessions: sessions, out: &out)
+                walk(f.payload, of: frame, stream.direction, session, sessions: sessions, out: &out)
                 return
             }
             var payload = allocator.buffer(capacity: f.payload.count)
@@ -45,17 +45,17 @@ extension CaptureReader {
 
     /// Hands a direct segment's payload to its connection: passed where the decoder has
     /// payload ahead, copied and fed where it has not.
-    private func walk(_ payload: Range<Int>, of frame: MappedFrame, _ stream: TCPReassembler.DirectStream,
+    private func walk(_ payload: Range<Int>, of frame: MappedFrame, _ d: StreamDirection, _ session: CaptureSessions.Session,
                       sessions: CaptureSessions, out: inout [UInt8]) {
         var at = payload.lowerBound
         var piece = Self.firstPiece
         while at < payload.upperBound {
             let left = payload.upperBound - at
-            let ahead = sessions.payloadAhead(connection: stream.connection, stream.direction) ?? 0
+            let ahead = session.payloadAhead(d)
             if ahead > 0 {
                 let n = Int(min(ahead, UInt64(left)))
                 reassembler.advanceDirect(by: n)
-                sessions.passPayload(connection: stream.connection, stream.direction, UInt64(n), time: frame.timestamp, out: &out)
+                session.passPayload(d, UInt64(n), time: frame.timestamp, out: &out)
                 at += n
                 bytesPassed += UInt64(n)
                 piece = Self.firstPiece
@@ -64,11 +64,11 @@ extension CaptureReader {
                 var bytes = allocator.buffer(capacity: n)
                 bytes.writeBytes(UnsafeRawBufferPointer(rebasing: frame.bytes[at..<(at + n)]))
                 reassembler.advanceDirect(by: n)
-                sessions.handle(.data(connection: stream.connection, direction: stream.direction, bytes: bytes,
-                                      frame: frame.frameNumber, time: frame.timestamp), reader: reassembler, out: &out)
+                sessions.feed(session, d, bytes, frame.frameNumber, frame.timestamp, &out)
                 at += n
                 piece = min(piece * 2, 1 << 20)
             }
         }
     }
 }
+
