@@ -1,4 +1,7 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where a capture's frames come from: libpcap (live interfaces, pipes, FIFOs, and files
 /// when asked for) or nbdtap's own reader of mapped files.
@@ -44,12 +47,15 @@ public final class CaptureReader {
     }
 
     /// Open a pcap/pcapng file, with the reader `CaptureInput.Reader.preferred` names
-    /// (nbdtap's own unless `NBDTAP_CAPTURE_READER=libpcap`).
+    /// (nbdtap's own unless `NBDTAP_CAPTURE_READER=libpcap`); what is not a regular file
+    /// (a FIFO, a device) goes to libpcap whatever the choice.
     public convenience init(file path: String, configuration: TCPReassembler.Configuration = .init(),
                             reader: CaptureInput.Reader = .preferred) throws {
-        switch reader {
-        case .mapped: self.init(source: .mapped(try MappedCapture(file: path)), configuration: configuration)
-        case .libpcap: self.init(source: .libpcap(try PcapSource(file: path)), configuration: configuration)
+        var st = stat()
+        if reader == .mapped, stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG {
+            self.init(source: .mapped(try MappedCapture(file: path)), configuration: configuration)
+        } else {
+            self.init(source: .libpcap(try PcapSource(file: path)), configuration: configuration)
         }
     }
 
