@@ -48,8 +48,27 @@ for nbdt in sorted(glob.glob(os.path.join(CAPTURES, "*", "*.nbdt"))):
         put("FuzzRelay", seed)
         put("FuzzReplay", seed)
     put("FuzzTranscript", open(nbdt, "rb").read()[:MAX])
+def as_pcapng(classic):
+    """A little-endian microsecond pcap as pcapng: a section, one interface (if_tsresol 6),
+    an enhanced packet block per record (nbdtap reads pcapng in place as well as by libpcap)."""
+    def block(kind, body):
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", kind, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    snaplen, linktype = struct.unpack("<II", classic[16:24])
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += block(1, struct.pack("<HHI", linktype, 0, snaplen) + struct.pack("<HHB3xHH", 9, 1, 6, 0, 0))
+    i = 24
+    while i + 16 <= len(classic) and len(out) < MAX:
+        sec, usec, incl, orig = struct.unpack("<IIII", classic[i:i + 16])
+        t = sec * 1000000 + usec
+        out += block(6, struct.pack("<IIIII", 0, t >> 32, t & 0xFFFFFFFF, incl, orig) + classic[i + 16:i + 16 + incl])
+        i += 16 + incl
+    return out
+
+
 for pcap in sorted(glob.glob(os.path.join(CAPTURES, "*", "*.pcap"))):
     put("FuzzPcap", open(pcap, "rb").read()[:MAX])
+    put("FuzzPcap", as_pcapng(open(pcap, "rb").read())[:MAX])
 for uri in ["nbd://127.0.0.1:10809/export", "nbd+unix:///disk?socket=/tmp/s.sock", "nbds://[::1]:0/",
             "nbd://localhost", "nbds+unix://alice@/?socket=/run/x&tls-psk-file=/k", "nbd+vsock:///", "nbd://h:99999/"]:
     put("FuzzURI", uri.encode())

@@ -9,9 +9,23 @@ import Glibc
 /// (`<(...)`), /dev/stdin and named FIFOs read like files: the first bytes are read to
 /// tell a `.nbdt` transcript from a pcap or pcapng file and pushed back into the stream
 /// (glibc keeps any number of pushed-back bytes), and libpcap then reads the same stream.
+///
+/// A regular file is read by nbdtap's own reader (`MappedCapture`, in place), anything
+/// else by libpcap; `NBDTAP_CAPTURE_READER=libpcap` makes libpcap read files too (to
+/// compare the two, as the tests and bench/run do).
 public enum CaptureInput {
-    case pcap(PcapSource)
+    case pcap(CaptureSource)
     case transcript(TranscriptStream)
+
+    /// Which reader takes pcap and pcapng files.
+    public enum Reader: Sendable {
+        case mapped, libpcap
+
+        /// `NBDTAP_CAPTURE_READER=libpcap` chooses libpcap, anything else nbdtap's own.
+        public static var preferred: Reader {
+            getenv("NBDTAP_CAPTURE_READER").map { String(cString: $0) } == "libpcap" ? .libpcap : .mapped
+        }
+    }
 
     /// Why an input could not be opened, with the path and the system's reason.
     public struct OpenError: Error, CustomStringConvertible, Equatable {
@@ -20,10 +34,11 @@ public enum CaptureInput {
         public var description: String { "\(path): \(reason)" }
     }
 
-    public static func open(_ path: String) throws(OpenError) -> CaptureInput {
+    public static func open(_ path: String, reader: Reader = .preferred) throws(OpenError) -> CaptureInput {
         guard let file = fopen(path, "rb") else { throw OpenError(path: path, reason: String(cString: strerror(errno))) }
         var st = stat()
-        if fstat(fileno(file), &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+        let known = fstat(fileno(file), &st) == 0
+        if known && (st.st_mode & S_IFMT) == S_IFDIR {
             fclose(file)
             throw OpenError(path: path, reason: "is a directory")
         }
@@ -37,12 +52,19 @@ public enum CaptureInput {
         if n == 5 && head == Array("NBDT".utf8) + [1] {
             return .transcript(TranscriptStream(file: file))
         }
+        if known && (st.st_mode & S_IFMT) == S_IFREG && reader == .mapped {
+            do {
+                return .pcap(.mapped(try MappedCapture(stream: file)))
+            } catch {
+                throw OpenError(path: path, reason: n == 0 ? "empty input" : error.message)
+            }
+        }
         for byte in head[0..<n].reversed() where ungetc(Int32(byte), file) == EOF {
             fclose(file)
             throw OpenError(path: path, reason: "cannot push back the bytes read to tell its format")
         }
         do {
-            return .pcap(try PcapSource(stream: file))
+            return .pcap(.libpcap(try PcapSource(stream: file)))
         } catch {
             throw OpenError(path: path, reason: n == 0 ? "empty input" : ((error as? PcapError)?.message ?? "\(error)"))
         }

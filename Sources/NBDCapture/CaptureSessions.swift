@@ -49,6 +49,21 @@ public final class CaptureSessions {
         var lastTime: UInt64 = 0
 
         init(info: ConnectionInfo) { self.info = info }
+
+        /// Payload bytes the decoder has ahead in `d` (see `passable`).
+        func payloadAhead(_ d: StreamDirection) -> UInt64 {
+            tap?.decoder.payloadAhead(d) ?? 0
+        }
+
+        /// `count` in-order stream bytes, at most `payloadAhead(d)`, went by without being
+        /// copied: the tap accounts for them as if they had been fed (same events, same
+        /// statistics).
+        func passPayload(_ d: StreamDirection, _ count: UInt64, time: UInt64, out: inout [UInt8]) {
+            lastTime = time
+            seen[d, default: 0] += count
+            let taken = tap?.passPayload(d, count, at: time, logText: &out)
+            assert(taken == count, "\(count) bytes passed with \(taken ?? 0) of payload ahead")
+        }
     }
 
     /// How many bytes to look at before concluding a connection on an unknown port is not NBD.
@@ -103,6 +118,17 @@ public final class CaptureSessions {
                 if s.tap!.decoder.isFinished(d.other) { close(s, time, &out) }
             }
         }
+    }
+
+    /// The session of connection `connection` (the reassembler's id) when its payload may
+    /// be passed over by count instead of fed (`Session.payloadAhead`, `passPayload`); nil
+    /// when its bytes must be handed over as bytes: not yet known to be NBD, not NBD, or
+    /// someone needs the bytes (the replayer's `observer` takes WRITE data and READ
+    /// replies, the packets view counts each frame's bytes). Valid while the frame's
+    /// bytes are handed on: only an `end` event closes a session.
+    func passable(_ connection: Int) -> Session? {
+        guard observer == nil, !packetLines, let s = sessions[connection], s.decided, s.isNBD, s.tap != nil else { return nil }
+        return s
     }
 
     /// Ends every connection still open (the capture ended first) and forgets them all, so

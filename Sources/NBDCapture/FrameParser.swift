@@ -73,7 +73,22 @@ public enum FrameParser {
 
     /// Parse one captured frame of the given link type.
     public static func parse(_ frame: ByteBuffer, linkType: LinkType) -> FrameParseResult {
-        if frame.readableBytes == 0 { return .skipped(.emptyFrame) }
+        let fields = frame.withUnsafeReadableBytes { parseFields($0, linkType: linkType) }
+        switch fields {
+        case .skipped(let reason):
+            return .skipped(reason)
+        case .tcp(let f):
+            let payload = frame.getSlice(at: frame.readerIndex + f.payload.lowerBound, length: f.payload.count) ?? ByteBuffer()
+            return .tcp(TCPSegment(source: f.source, destination: f.destination, sequenceNumber: f.sequenceNumber,
+                                   acknowledgmentNumber: f.acknowledgmentNumber, flags: f.flags, payload: payload,
+                                   missingPayloadBytes: f.missingPayloadBytes))
+        }
+    }
+
+    /// The same parse on bytes where they lie (a mapped capture file): the segment's
+    /// header fields, and where its payload is, so the caller copies only what it needs.
+    static func parseFields(_ frame: UnsafeRawBufferPointer, linkType: LinkType) -> FieldsResult {
+        if frame.count == 0 { return .skipped(.emptyFrame) }
         let v = View(frame)
         let etherType: UInt16
         let ipStart: Int
@@ -143,7 +158,7 @@ public enum FrameParser {
     /// IPv4: header length from IHL, payload bounded by the total length (so Ethernet
     /// padding of short frames is not taken for TCP payload); a total length of 0 is what
     /// captures of TSO super-packets show, then the captured bytes are the packet.
-    static func parseIPv4(_ v: View, at ip: Int) -> FrameParseResult {
+    static func parseIPv4(_ v: View, at ip: Int) -> FieldsResult {
         guard let vihl = v.u8(ip), let total = v.u16(ip + 2), let frag = v.u16(ip + 6), let proto = v.u8(ip + 9),
               let src = v.u32(ip + 12), let dst = v.u32(ip + 16) else {
             return .skipped(.ipHeaderTruncated)
@@ -172,7 +187,7 @@ public enum FrameParser {
     /// IPv6: fixed 40-byte header, then hop-by-hop (0), routing (43), destination
     /// options (60) and fragment (44; only a first fragment, offset 0, is followed) and
     /// AH (51) headers are skipped to reach TCP.
-    static func parseIPv6(_ v: View, at ip: Int) -> FrameParseResult {
+    static func parseIPv6(_ v: View, at ip: Int) -> FieldsResult {
         guard let ver = v.u8(ip), let plen = v.u16(ip + 4), var next = v.u8(ip + 6),
               let s1 = v.u64(ip + 8), let s2 = v.u64(ip + 16), let d1 = v.u64(ip + 24), let d2 = v.u64(ip + 32) else {
             return .skipped(.ipHeaderTruncated)
@@ -218,7 +233,7 @@ public enum FrameParser {
 
     /// TCP: data offset in 32-bit words (at least 5), payload up to `end`.
     static func parseTCP(_ v: View, at tcp: Int, end: Int, missing: Int,
-                         source: IPAddress, destination: IPAddress) -> FrameParseResult {
+                         source: IPAddress, destination: IPAddress) -> FieldsResult {
         guard tcp + 20 <= end, let sport = v.u16(tcp), let dport = v.u16(tcp + 2), let seq = v.u32(tcp + 4),
               let ack = v.u32(tcp + 8), let offByte = v.u8(tcp + 12), let flags = v.u8(tcp + 13) else {
             return .skipped(.tcpHeaderTruncated)
@@ -228,29 +243,39 @@ public enum FrameParser {
         guard tcp + doff <= end else {
             return .skipped(missing > 0 ? .tcpHeaderTruncated : .tcpHeaderInvalid)
         }
-        let payload = v.slice(from: tcp + doff, to: end)
-        return .tcp(TCPSegment(source: Endpoint(address: source, port: sport),
-                               destination: Endpoint(address: destination, port: dport),
-                               sequenceNumber: seq, acknowledgmentNumber: ack,
-                               flags: TCPFlags(rawValue: flags), payload: payload, missingPayloadBytes: missing))
+        return .tcp(SegmentFields(source: Endpoint(address: source, port: sport),
+                                  destination: Endpoint(address: destination, port: dport),
+                                  sequenceNumber: seq, acknowledgmentNumber: ack, flags: TCPFlags(rawValue: flags),
+                                  payload: (tcp + doff)..<max(tcp + doff, end), missingPayloadBytes: missing))
     }
 
-    /// Bounds-checked big-endian reads at offsets relative to the frame's first byte.
+    /// Bounds-checked big-endian reads at offsets from the frame's first byte.
     struct View {
-        let buffer: ByteBuffer
-        let base: Int
-        let count: Int
-        init(_ b: ByteBuffer) {
-            buffer = b
-            base = b.readerIndex
-            count = b.readableBytes
-        }
-        func u8(_ o: Int) -> UInt8? { o >= 0 && o + 1 <= count ? buffer.getInteger(at: base + o) : nil }
-        func u16(_ o: Int) -> UInt16? { o >= 0 && o + 2 <= count ? buffer.getInteger(at: base + o) : nil }
-        func u32(_ o: Int) -> UInt32? { o >= 0 && o + 4 <= count ? buffer.getInteger(at: base + o) : nil }
-        func u64(_ o: Int) -> UInt64? { o >= 0 && o + 8 <= count ? buffer.getInteger(at: base + o) : nil }
-        func slice(from a: Int, to b: Int) -> ByteBuffer {
-            buffer.getSlice(at: base + a, length: max(0, b - a)) ?? ByteBuffer()
-        }
+        let bytes: UnsafeRawBufferPointer
+        var count: Int { bytes.count }
+        init(_ b: UnsafeRawBufferPointer) { bytes = b }
+        func u8(_ o: Int) -> UInt8? { o >= 0 && o + 1 <= count ? bytes[o] : nil }
+        func u16(_ o: Int) -> UInt16? { o >= 0 && o + 2 <= count ? UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self)) : nil }
+        func u32(_ o: Int) -> UInt32? { o >= 0 && o + 4 <= count ? UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt32.self)) : nil }
+        func u64(_ o: Int) -> UInt64? { o >= 0 && o + 8 <= count ? UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: o, as: UInt64.self)) : nil }
     }
+}
+
+/// A TCP segment's header fields and where its payload lies in the frame: what
+/// `FrameParser` finds before anything is copied.
+struct SegmentFields {
+    var source: Endpoint
+    var destination: Endpoint
+    var sequenceNumber: UInt32
+    var acknowledgmentNumber: UInt32
+    var flags: TCPFlags
+    /// Byte offsets of the payload in the frame.
+    var payload: Range<Int>
+    var missingPayloadBytes: Int
+}
+
+/// `FrameParseResult` before the payload is taken out of the frame.
+enum FieldsResult {
+    case tcp(SegmentFields)
+    case skipped(SkipReason)
 }

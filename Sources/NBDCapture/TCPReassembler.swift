@@ -81,14 +81,23 @@ public final class TCPReassembler {
     /// Parse one captured frame and feed its TCP segment, if any. Counts frames,
     /// snaplen-truncated frames and skipped frames by reason.
     public func process(_ packet: Packet, linkType: LinkType, into events: inout [CaptureEvent]) {
-        counters.frames += 1
-        if packet.isTruncated { counters.truncatedFrames += 1 }
+        countFrame(isTruncated: packet.isTruncated)
         switch FrameParser.parse(packet.bytes, linkType: linkType) {
         case .skipped(let reason):
-            counters.skipped[reason, default: 0] += 1
+            countSkipped(reason)
         case .tcp(let segment):
             process(segment, frame: packet.frameNumber, time: packet.timestamp, into: &events)
         }
+    }
+
+    /// Counts a frame parsed by the caller (the in-place reader), as `process(_:linkType:into:)` does.
+    func countFrame(isTruncated: Bool) {
+        counters.frames += 1
+        if isTruncated { counters.truncatedFrames += 1 }
+    }
+
+    func countSkipped(_ reason: SkipReason) {
+        counters.skipped[reason, default: 0] += 1
     }
 
     /// Feed one TCP segment (frame number and capture time are passed through to events).
@@ -233,6 +242,51 @@ public final class TCPReassembler {
                 flush(state, c, d, now, &events)
             }
         }
+    }
+
+    // MARK: - Direct delivery (the in-place reader)
+
+    /// The connection and direction a segment's data goes to (`directStream(for:)`).
+    struct DirectStream {
+        var connection: Int
+        var direction: StreamDirection
+    }
+
+    /// The stream whose `next` `advanceDirect` moves.
+    private var direct: DirectionState?
+
+    /// When `process` would do nothing with this segment but deliver all its payload at
+    /// once as one `.data` event (its connection is known, the data is next in sequence,
+    /// nothing is held, waiting or lost in either direction, no SYN, FIN or RST, and its
+    /// ACK neither holds it back nor ends a hole), the stream it goes to; the caller then
+    /// hands the payload on itself, piece by piece (`advanceDirect`), copying only what
+    /// must be read. nil: the segment must go through `process`. Counts nothing.
+    func directStream(for f: SegmentFields) -> DirectStream? {
+        guard f.missingPayloadBytes == 0, !f.payload.isEmpty, f.flags.contains(.ack),
+              f.flags.isDisjoint(with: [.syn, .fin, .rst]),
+              let c = active[FlowKey(f.source, f.destination)], !c.isRetired else { return nil }
+        let sender = c.state(of: f.source), receiver = c.state(of: f.destination)
+        guard let base = sender.base, !sender.ended, sender.finOffset == nil, sender.held.isEmpty, sender.lost.isEmpty,
+              sender.waitingIsEmpty, receiver.waitingIsEmpty, receiver.finOffset == nil || receiver.ended,
+              sender.offset(of: f.sequenceNumber, base: base) == sender.next else { return nil }
+        if let receiverBase = receiver.base {
+            // Data acknowledging bytes not delivered yet waits for them (see `process`).
+            if !receiver.ended && receiver.offset(of: f.acknowledgmentNumber, base: receiverBase) > receiver.next { return nil }
+        } else if c.handshakeSeen {
+            return nil  // this ACK gives the other side's first sequence number
+        }
+        direct = sender
+        return DirectStream(connection: c.info.id, direction: f.source == c.info.client ? .clientToServer : .serverToClient)
+    }
+
+    /// Counts the segment of the last `directStream`, as `process` counts each segment.
+    func countDirectSegment() {
+        counters.tcpSegments += 1
+    }
+
+    /// `count` more bytes of the last `directStream` were handed on by the caller.
+    func advanceDirect(by count: Int) {
+        direct?.next += Int64(count)
     }
 
     // MARK: - Per direction

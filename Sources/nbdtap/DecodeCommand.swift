@@ -142,12 +142,9 @@ struct DecodeCommand: ParsableCommand {
     /// Reads one capture to its end; false when the file itself is broken (after printing
     /// what was decoded up to the fault).
     func decode(_ reader: CaptureReader, name: String, sessions: CaptureSessions, out: OutputFile) -> Bool {
-        var events: [CaptureEvent] = []
         var text: [UInt8] = []
         while true {
-            let more = reader.step(into: &events)
-            for e in events { sessions.handle(e, reader: reader.reassembler, out: &text) }
-            events.removeAll(keepingCapacity: true)
+            let more = reader.step(sessions: sessions, out: &text)
             if text.count > 1 << 16 {
                 out.write(text)
                 text.removeAll(keepingCapacity: true)
