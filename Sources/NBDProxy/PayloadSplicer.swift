@@ -26,8 +26,6 @@ import Synchronization
 /// the same either way).
 final class SplicedBytes: Sendable {
     let total = Atomic<UInt64>(0)
-    /// Of those, bytes a full destination did not take, written through NIO instead.
-    let returned = Atomic<UInt64>(0)
 }
 
 final class PayloadSplicer {

@@ -39,8 +39,6 @@ public final class ProxyServer: @unchecked Sendable {
 
     /// Payload bytes moved socket to socket in the kernel, over all connections so far.
     public var bytesSpliced: UInt64 { splicedBytes.total.load(ordering: .relaxed) }
-    /// Of those, bytes a full receiving socket did not take, queued in NIO instead.
-    public var bytesSplicedBack: UInt64 { splicedBytes.returned.load(ordering: .relaxed) }
     let splicedBytes = SplicedBytes()
 
     public init(config: ProxyConfiguration, sink: LogSink?, threads: Int = System.coreCount) {

@@ -46,10 +46,7 @@ extension RelayHandler {
                 session.close(reason: "payload bytes moved by splice(2) could not be read back from its pipe")
                 return
             }
-            if let rest = moved.leftover, rest.readableBytes > 0 {
-                session.splicedBytes?.returned.add(UInt64(rest.readableBytes), ordering: .relaxed)
-                p.writeAndFlush(wrapOutboundOut(rest), promise: nil)
-            }
+            if let rest = moved.leftover, rest.readableBytes > 0 { p.writeAndFlush(wrapOutboundOut(rest), promise: nil) }
             ahead = session.tap.decoder.payloadAhead(direction)
         }
         // Small reads only while the kernel can take the data: not while NIO still holds

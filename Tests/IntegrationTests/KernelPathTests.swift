@@ -19,9 +19,10 @@ struct KernelPathTests {
     }
 
     /// A slow server and a slow reader. nbdkit with two threads, each WRITE held 200 ms:
-    /// nbdcopy's 2 MiB writes pile up in the proxy's socket to nbdkit, splices into it come
-    /// up short, and the rest must wait in NIO's queue without a byte lost or reordered.
-    /// Then nbdcopy reads back into a pipe read only after 2 s.
+    /// nbdcopy's 2 MiB writes pile up in the proxy's socket to nbdkit, so splices into it
+    /// come up short or wait for NIO's queue (when depends on timing; PayloadSplicerTests
+    /// shows the short splice itself), without a byte lost or reordered. Then nbdcopy reads
+    /// back into a pipe read only after 2 s.
     @Test func aSlowServerAndASlowReaderGetEveryByte() throws {
         let s = try Scratch()
         let sock = try s.nbdkit(["--threads", "2", "--filter=delay", "memory", "24M", "delay-write=200ms"])
@@ -29,8 +30,6 @@ struct KernelPathTests {
         let (src, sha) = try sourceImage(s)
         let write = try s.run("nbdcopy", ["--request-size=2097152", "--connections=1", src, proxy.uri()])
         #expect(write.status == 0, "\(write.output)")
-        // The full socket to nbdkit: some spliced bytes had to wait in NIO's queue.
-        #expect(proxy.server.bytesSplicedBack > 0)
         let slow = try s.run("sh", ["-c", "nbdcopy --request-size=2097152 --connections=1 '\(proxy.uri())' - | (sleep 2; sha256sum)"])
         #expect(slow.status == 0, "\(slow.output)")
         #expect(slow.output.hasPrefix(sha), "read back \(slow.output), wrote \(sha)")
