@@ -79,8 +79,10 @@ struct PcapSnaplenTests {
         #expect(r.status == 0, "\(r.output)")
         let nbdkit = Self.nbdkitRequests(try String(contentsOfFile: s.path("nbdkit.log"), encoding: .utf8))
         #expect(nbdkit["WRITE"] == 8 && (nbdkit["READ"] ?? 0) >= 65, "\(nbdkit)")
-        // The proxy's own statistics agree with nbdkit's log.
-        #expect(try Self.statsRequests(s.path("px.json")) == nbdkit)
+        // The proxy's own statistics agree with nbdkit's log (which logs NBD_CMD_DISC as
+        // "Disconnect", not as a request).
+        let proxyStats = try Self.statsRequests(s.path("px.json"))
+        #expect(proxyStats.filter { $0.key != "DISC" } == nbdkit)
 
         // Every record is cut at 128 bytes, and the original lengths carry the whole
         // transfer (8 MiB written and read back, twice: both legs).
@@ -91,22 +93,23 @@ struct PcapSnaplenTests {
         #expect(records.reduce(0) { $0 + 16 + $1.caplen } < (8 << 20) / 4, "payloads were recorded")
         if listen == "tcp6" { #expect(records.contains { $0.family == 24 }, "the client leg is IPv6") }
 
-        // nbdtap decode finds every request (its statistics count the client legs of an
-        // nbdtap recording, as the proxy counts connections).
+        // nbdtap decode finds every request on both legs: twice the proxy's counts.
         let decoded = try s.run(nbdtapBinary, ["decode", pcap, "--stats", s.path("decoded.json"), "--stats-format", "json",
                                                "--log", s.path("decoded.log")])
         #expect(decoded.status == 0, "\(decoded.output)")
-        #expect(try Self.statsRequests(s.path("decoded.json")) == nbdkit)
+        #expect(try Self.statsRequests(s.path("decoded.json")) == proxyStats.mapValues { $0 * 2 })
         let decodedLog = try String(contentsOfFile: s.path("decoded.log"), encoding: .utf8)
         #expect(!decodedLog.contains("Violation"), "\(decodedLog.split(separator: "\n").filter { $0.contains("Violation") }.prefix(3))")
 
-        // tshark finds the requests of the upstream leg (the stand-in 127.2.0.2:10809):
-        // its NBD dissector reads each header from the cut packets.
-        let t = try s.run("tshark", ["-r", pcap, "-Y", "nbd.magic == 0x25609513 && ip.dst == 127.2.0.2 && nbd.type != 2",
+        // tshark finds the READ requests of the upstream leg (the stand-in 127.2.0.2:10809),
+        // several to a packet when nbdcopy pipelines them: its NBD dissector reads each
+        // header from the cut capture. (tshark 4.0 shows a WRITE only with its data
+        // reassembled, which no capture cut at 128 bytes has, tcpdump's included.)
+        let t = try s.run("tshark", ["-r", pcap, "-Y", "nbd.magic == 0x25609513 && ip.dst == 127.2.0.2",
                                      "-T", "fields", "-e", "nbd.type"])
         #expect(t.status == 0, "\(t.output)")
-        let tsharkRequests = t.output.split(separator: "\n").filter { Int($0) != nil }.count
-        #expect(tsharkRequests == nbdkit.values.reduce(0, +), "\(t.output.prefix(400))")
+        let types = t.output.split(separator: "\n").flatMap { $0.split(separator: ",") }.compactMap { Int($0) }
+        #expect(types.filter { $0 == 0 }.count == nbdkit["READ"], "\(t.output.prefix(400))")
     }
 
     /// Without a snapshot length the capture holds every byte: tshark's reassembly of the
