@@ -5,7 +5,7 @@ import Testing
 /// `nbdtap proxy --pcap F --pcap-snaplen N` between nbdsh/nbdcopy and nbdkit: every record
 /// is cut at N bytes, yet every request and reply is in the file. The independent sources
 /// are nbdkit's own log (`--filter=log`) and tshark; the proxy's `--stats` is the third.
-@Suite(.enabled(if: Peers.enabled("nbdkit", "nbdsh", "nbdcopy", "tshark")))
+@Suite(.enabled(if: Peers.enabled("nbdkit", "nbdsh", "nbdcopy", "tshark", "tcpdump")))
 struct PcapSnaplenTests {
     /// The records of a classic pcap file: (captured length, original length, link family).
     static func records(_ path: String) throws -> (snaplen: UInt32, records: [(caplen: Int, origlen: Int, family: UInt32)]) {
@@ -161,6 +161,38 @@ struct PcapSnaplenTests {
         for trouble in ["Previous segment", "ACKed segment", "out-of-order", "retransmission", "Malformed"] {
             #expect(!expert.output.localizedCaseInsensitiveContains(trouble), "\(expert.output)")
         }
+    }
+
+    /// A proxy stopped by SIGTERM leaves a whole file: the batches are written at exit,
+    /// after the drain closed each leg with its FIN; nbdkit's log is the count to meet.
+    @Test func sigtermLeavesAReadableCapture() throws {
+        let s = try Scratch()
+        let sock = try s.nbdkit(["memory", "16M"])
+        let pcap = s.path("px.pcap")
+        let proxy = try s.start(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--quiet",
+                                               "--listen", "nbd+unix:///?socket=\(s.path("px.sock"))",
+                                               "--pcap", pcap, "--pcap-snaplen", "100"], name: "proxy")
+        try s.waitFor(s.path("px.sock"))
+        let r = try s.nbdsh("nbd+unix:///?socket=\(s.path("px.sock"))", """
+            h.connect_uri(os.environ["uri"])
+            h.pwrite(b"y" * (1 << 20), 0)
+            h.pread(1 << 20, 0)
+            h.flush()
+            h.shutdown()
+            """)
+        #expect(r.status == 0, "\(r.output)")
+        proxy.terminate()
+        proxy.waitUntilExit()
+        #expect(proxy.terminationStatus == 0)
+        let (_, records) = try Self.records(pcap)
+        #expect(records.allSatisfy { $0.caplen <= 100 })
+        let dump = try s.run("tcpdump", ["-r", pcap, "-n"])
+        #expect(dump.status == 0 && dump.output.contains("Flags [F.]"), "\(dump.output.suffix(400))")
+        let decoded = try s.run(nbdtapBinary, ["decode", pcap, "--stats", s.path("d.json"), "--stats-format", "json", "--log", "/dev/null"])
+        #expect(decoded.status == 0, "\(decoded.output)")
+        let nbdkit = Self.nbdkitRequests(try String(contentsOfFile: s.path("nbdkit.log"), encoding: .utf8))
+        #expect(nbdkit == ["WRITE": 1, "READ": 1, "FLUSH": 1])
+        #expect(try Self.statsRequests(s.path("d.json")).filter { $0.key != "DISC" } == nbdkit.mapValues { $0 * 2 })
     }
 
     @Test func snaplenIsRefusedWithLayers() throws {
