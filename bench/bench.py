@@ -613,6 +613,10 @@ def run_proxy_section(args, nbdtap):
     if args.paths:
         keep = args.paths.split(",")
         paths = [p for p in paths if p.key in keep]
+    if any(p.key in ("direct-tcp", "tcpdump-direct") for p in paths):
+        notes.append("direct over TCP and tcpdump-direct: a second nbdkit memory on 127.0.0.1 with the same data "
+                     "(tcpdump cannot see Unix sockets); compare tcpdump-direct with direct over TCP of the same "
+                     "round, whose × direct is against the Unix-socket direct path like every other row.")
 
     workloads = [CopyWorkload(False, 4), CopyWorkload(False, 1), CopyWorkload(True, 4), CopyWorkload(True, 1),
                  FioWorkload("randread", 1), FioWorkload("randread", 32),
