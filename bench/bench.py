@@ -308,6 +308,67 @@ class Direct(Path):
         return ctx.upstream_uri
 
 
+class DirectTCP(Path):
+    """nbdkit memory on 127.0.0.1 (a second server, filled with the same data), reached
+    directly: the baseline for tcpdump-direct, which tcpdump can see on lo (Unix sockets it
+    cannot). With `capture`, tcpdump -i lo -U -B 65536 records each run (its CPU is the
+    path's cost) to a file deleted after it."""
+
+    def __init__(self, key, label, capture):
+        self.key, self.label, self.capture = key, label, capture
+        self.measured = capture
+        self.n = 0
+
+    def setup(self, ctx):
+        if getattr(ctx, "tcp_uri", None) is None:
+            ctx.tcp_port = free_port()
+            ctx.tcp_server = PROCS.start("nbdkit-memory-tcp", ["nbdkit", "-f", "--exit-with-parent", "-i", "127.0.0.1",
+                                                               "-p", str(ctx.tcp_port), "memory", str(ctx.copy_size)],
+                                         stderr=os.path.join(ctx.tmp, "upstream-tcp.err"))
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", ctx.tcp_port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            ctx.tcp_uri = f"nbd://127.0.0.1:{ctx.tcp_port}/"
+            rc, _, _ = PROCS.run("prefill-tcp", ["nbdcopy", ctx.source_file, ctx.tcp_uri],
+                                 stderr=os.path.join(ctx.tmp, "prefill-tcp.err"))
+            if rc != 0:
+                raise RuntimeError(f"prefill (TCP) failed: {tail(os.path.join(ctx.tmp, 'prefill-tcp.err'))}")
+            self.owner = True
+        else:
+            self.owner = False
+
+    def before_run(self, ctx):
+        if self.capture:
+            self.n += 1
+            self.file = os.path.join(ctx.out_dir, f"{self.key}-{self.n}.pcap")
+            err = os.path.join(ctx.tmp, f"{self.key}-{self.n}.err")
+            self.proc = PROCS.start(self.key, ["tcpdump", "-i", "lo", "-U", "-B", "65536", "-w", self.file,
+                                               f"tcp port {ctx.tcp_port}"], stderr=err)
+            deadline = time.time() + 20
+            while time.time() < deadline and "listening on" not in open(err).read():
+                time.sleep(0.05)
+            self.cpu0 = proc_cpu_seconds(self.proc.pid)
+        return ctx.tcp_uri
+
+    def after_run(self, ctx):
+        if not self.capture:
+            return {}
+        res = {"cpu_s": proc_cpu_seconds(self.proc.pid) - self.cpu0, "hwm_kib": proc_hwm_kib(self.proc.pid)}
+        PROCS.stop(self.proc, signal.SIGINT)
+        if os.path.exists(self.file):
+            res["pcap_bytes"] = os.path.getsize(self.file)
+            os.unlink(self.file)
+        return res
+
+    def teardown(self, ctx):
+        if self.owner:
+            PROCS.stop(ctx.tcp_server)
+
+
 class NBDTapPath(Path):
     measured = True
 
@@ -333,6 +394,8 @@ class NBDTapPath(Path):
                 self.scraper = Scraper(f"http://127.0.0.1:{port}/metrics")
             elif x == "--no-splice":
                 argv += [x]
+            elif x == "--pcap-snaplen":
+                argv += [x, "128"]
             else:
                 argv += [x, self.files[0] if x == "--log" else self.files[1]]
         if "--log" in self.extra:
@@ -537,8 +600,13 @@ def run_proxy_section(args, nbdtap):
              NBDTapPath("tap-metrics", "nbdtap --log FILE --metrics ADDR (scraped every second)", ["--log", "--metrics"])]
     if nbdtap_has_pcap(nbdtap):
         paths.append(NBDTapPath("tap-pcap", "nbdtap --pcap FILE", ["--pcap"]))
+        if "--pcap-snaplen" in subprocess.run([nbdtap, "proxy", "--help"], capture_output=True, text=True).stdout:
+            paths.append(NBDTapPath("tap-pcap-snaplen", "nbdtap --pcap FILE --pcap-snaplen 128", ["--pcap", "--pcap-snaplen"]))
     else:
         notes.append("nbdtap --pcap FILE: skipped, `nbdtap proxy --help` has no --pcap option yet.")
+    # tcpdump sees TCP on lo only: its row and its baseline use a TCP nbdkit of their own.
+    paths.append(DirectTCP("direct-tcp", "direct to nbdkit memory over TCP 127.0.0.1", False))
+    paths.append(DirectTCP("tcpdump-direct", "direct over TCP, tcpdump -i lo -U -B 65536 -w FILE (tmpfs)", True))
     paths.append(PersistentProxy("nbdkit-nbd", "nbdkit nbd plugin",
                                  lambda c, s: ["nbdkit", "-f", "--exit-with-parent", "-U", s, "nbd",
                                                f"socket={up_sock}"]))
@@ -548,6 +616,10 @@ def run_proxy_section(args, nbdtap):
     if args.paths:
         keep = args.paths.split(",")
         paths = [p for p in paths if p.key in keep]
+    if any(p.key in ("direct-tcp", "tcpdump-direct") for p in paths):
+        notes.append("direct over TCP and tcpdump-direct: a second nbdkit memory on 127.0.0.1 with the same data "
+                     "(tcpdump cannot see Unix sockets); compare tcpdump-direct with direct over TCP of the same "
+                     "round, whose × direct is against the Unix-socket direct path like every other row.")
 
     workloads = [CopyWorkload(False, 4), CopyWorkload(False, 1), CopyWorkload(True, 4), CopyWorkload(True, 1),
                  FioWorkload("randread", 1), FioWorkload("randread", 32),
@@ -1033,7 +1105,7 @@ def main():
     ap.add_argument("--only", help="comma-separated sections: proxy, decode, replay, micro")
     ap.add_argument("--rounds", type=int, help="rounds of the proxy section (default 5, --quick 2)")
     ap.add_argument("--nbdtap", help="measure this nbdtap binary instead of building one")
-    ap.add_argument("--paths", help="proxy section: only these paths (direct,tap,tap-log,tap-log-copy,tap-metrics,tap-pcap,nbdkit-nbd,qemu-nbd)")
+    ap.add_argument("--paths", help="proxy section: only these paths (direct,tap,tap-log,tap-log-copy,tap-metrics,tap-pcap,tap-pcap-snaplen,direct-tcp,tcpdump-direct,nbdkit-nbd,qemu-nbd)")
     ap.add_argument("--workloads", help="proxy section: only these workloads (e.g. nbdcopy-read-C4,fio-randread-qd1)")
     ap.add_argument("--recapture", action="store_true", help="decode section: remake the cached captures")
     ap.add_argument("--no-save", action="store_true", help="print only; write nothing under bench/results/")

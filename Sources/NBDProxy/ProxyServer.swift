@@ -120,6 +120,10 @@ public final class ProxyServer: @unchecked Sendable {
             session.tls = tlsProvider
         }
         session.tap.observer = config.observer
+        let recording = pcap?.connection(id, loop: client.eventLoop)
+        if let cutter = recording?.cutter {
+            session.tap.observer = ObserverGroup.combining([config.observer, cutter].compactMap { $0 })
+        }
         config.lifecycle?.connectionOpened(id)
         if let rate = config.policy.rate { session.shaper = RateShaper(rate, shared: sharedRate) }
         poller.connections.add(1, ordering: .relaxed)
@@ -143,7 +147,7 @@ public final class ProxyServer: @unchecked Sendable {
                 return
             }
             session.startTimers(handshakeSeconds: self.config.handshakeTimeoutSeconds, idleSeconds: self.config.idleTimeoutSeconds)
-            self.connectUpstream(on: client.eventLoop, handler: upstreamSide, connection: id).whenComplete { result in
+            self.connectUpstream(on: client.eventLoop, handler: upstreamSide, recording: recording).whenComplete { result in
                 switch result {
                 case .success(let (up, upFD)):
                     session.upstream = up
@@ -161,17 +165,14 @@ public final class ProxyServer: @unchecked Sendable {
             }
         }
         var handlers: [ChannelHandler] = [clientSide]
-        if let pcap { handlers.insert(pcap.clientLegHandler(connection: id, channel: client), at: 0) }
+        if let recording { handlers.insert(recording.clientLegHandler(), at: 0) }
         let added = client.pipeline.addHandlers(handlers)
         return Self.isTCP(client) ? added.flatMap { client.setOption(.socketOption(.tcp_nodelay), value: 1) } : added
     }
 
     /// Connects upstream on the thread pool (a TCP connect may take up to 10 s) with a
     /// socket of nbdtap's own, then hands it to the client's event loop.
-    func connectUpstream(on loop: EventLoop, handler: RelayHandler, connection id: Int) -> EventLoopFuture<(Channel, Int32)> {
-        var unix = false
-        if case .unix = config.upstream { unix = true }
-        let recorder = pcap
+    func connectUpstream(on loop: EventLoop, handler: RelayHandler, recording: PcapConnection?) -> EventLoopFuture<(Channel, Int32)> {
         let endpoint = config.upstream
         return NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
             try Sockets.connect(endpoint, timeoutMilliseconds: 10_000)
@@ -180,7 +181,7 @@ public final class ProxyServer: @unchecked Sendable {
             return Self.bootstrap(loop)
                 .channelInitializer { ch in
                     var handlers: [ChannelHandler] = [handler]
-                    if let recorder { handlers.insert(recorder.upstreamLegHandler(connection: id, unix: unix), at: 0) }
+                    if let recording { handlers.insert(recording.upstreamLegHandler(), at: 0) }
                     let added = ch.pipeline.addHandlers(handlers)
                     return Self.isTCP(ch) ? added.flatMap { ch.setOption(.socketOption(.tcp_nodelay), value: 1) } : added
                 }

@@ -44,6 +44,9 @@ struct ProxyCommand: ParsableCommand {
     @Option(name: .long, help: "Write both legs of every connection to FILE as a pcap (Unix-socket legs with stand-in addresses).")
     var pcap: String?
 
+    @Option(name: .customLong("pcap-snaplen"), help: ArgumentHelp("With --pcap: cut each packet at N bytes of frame, as tcpdump -s N does, with every NBD header kept: payloads (WRITE and READ data) go in packets of their own, so only their first bytes are recorded. Not with layers or TLS termination, which send other bytes than they read.", valueName: "N"))
+    var pcapSnaplen: Int?
+
     @Option(name: .customLong("run"), help: "Captive mode: run CMD with $uri, $nbd and $unixsocket (or $host and $port) set, then exit with its status.")
     var runCommand: String?
 
@@ -79,6 +82,12 @@ struct ProxyCommand: ParsableCommand {
         if !(0...86_400).contains(handshakeTimeout) { throw ValidationError("--handshake-timeout must be 0 to 86400 seconds, not \(handshakeTimeout)") }
         if !(0...(30 * 86_400)).contains(idleTimeout) { throw ValidationError("--idle-timeout must be 0 to 2592000 seconds, not \(idleTimeout)") }
         if let statsInterval, !(0.1...86_400).contains(statsInterval) { throw ValidationError("--stats-interval must be 0.1 to 86400 seconds, not \(statsInterval)") }
+        if let pcapSnaplen {
+            if pcap == nil { throw ValidationError("--pcap-snaplen needs --pcap FILE") }
+            if !(PcapRecorder.minimumSnaplen...262_144).contains(pcapSnaplen) {
+                throw ValidationError("--pcap-snaplen must be \(PcapRecorder.minimumSnaplen) to 262144 bytes (an IPv6 packet's headers are 64), not \(pcapSnaplen)")
+            }
+        }
         if !(1...1_000_000).contains(maxConnections) { throw ValidationError("--max-connections must be 1 to 1000000, not \(maxConnections)") }
     }
 
@@ -115,8 +124,15 @@ struct ProxyCommand: ParsableCommand {
         config.observer = ObserverGroup.combining([plotRecorder as (any ConversationObserver)?, prometheus].compactMap { $0 })
         config.lifecycle = prometheus
         let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
+        if pcapSnaplen != nil && (!config.policy.isTransparent || config.tls.isActive) {
+            // The cut follows the payloads the decoder finds in what nbdtap reads; layers
+            // and TLS termination send other bytes (other offsets) than were read, so the
+            // legs could not be cut exactly. Better no capture than one with lost headers.
+            warn("--pcap-snaplen works on the transparent relay only: layers, emulation options and --tls/--upstream-tls send other bytes than nbdtap reads; drop --pcap-snaplen to record those connections whole")
+            throw ExitCode.failure
+        }
         let recorder = try pcap.map { path -> PcapRecorder in
-            do { return try PcapRecorder(path: path) } catch {
+            do { return try PcapRecorder(path: path, snaplen: pcapSnaplen) } catch {
                 warn("\(error)")
                 throw ExitCode.failure
             }

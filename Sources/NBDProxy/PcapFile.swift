@@ -1,0 +1,66 @@
+import NIOConcurrencyHelpers
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one pcap file every event loop writes its batches into. A batch holds whole packets
+/// and is written under the lock in one go, so packets never interleave mid-record and
+/// each connection's packets (all made on one loop, batched in order) stay in order.
+/// The write happens on the event loop that filled the batch: a disk slower than the relay
+/// slows that loop down instead of letting batches queue without limit.
+final class PcapFile: @unchecked Sendable {
+    let path: String
+    let fd: Int32
+    let lock = NIOLock()
+    /// The first write error; recording stops there (the relay goes on).
+    private var failedErrno: Int32 = 0
+
+    init(path: String) throws(PcapRecorder.OpenError) {
+        self.path = path
+        // 0600: the capture holds every byte of block data that crossed the proxy.
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw PcapRecorder.OpenError(path: path, errno: errno) }
+    }
+
+    /// The global header, as tcpdump writes it: microsecond timestamps, DLT_NULL (the BSD
+    /// loopback header: a 4-byte address family in host order), and the snapshot length.
+    func writeHeader(snaplen: Int?) {
+        var header = [UInt8](repeating: 0, count: 24)
+        header.withUnsafeMutableBytes { p in
+            p.storeBytes(of: UInt32(0xa1b2_c3d4), toByteOffset: 0, as: UInt32.self)
+            p.storeBytes(of: UInt16(2), toByteOffset: 4, as: UInt16.self)
+            p.storeBytes(of: UInt16(4), toByteOffset: 6, as: UInt16.self)
+            p.storeBytes(of: UInt32(snaplen ?? Int(UInt32.max)), toByteOffset: 16, as: UInt32.self)
+            p.storeBytes(of: UInt32(0), toByteOffset: 20, as: UInt32.self)
+            write(UnsafeRawBufferPointer(p))
+        }
+    }
+
+    /// Writes one batch of whole packets; after the first failure, drops them.
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        lock.withLock {
+            guard failedErrno == 0, var p = bytes.baseAddress else { return }
+            var left = bytes.count
+            while left > 0 {
+                let n = Glibc.write(fd, p, left)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failedErrno = errno
+                    // Said at once: a full disk should not go unnoticed until exit.
+                    var line = "nbdtap: --pcap \(path): \(String(cString: strerror(failedErrno))); recording stopped, relaying goes on\n"
+                    line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+                    return
+                }
+                p += n
+                left -= n
+            }
+        }
+    }
+
+    /// Closes the file; the first write error, if there was one.
+    func close() throws(PcapRecorder.OpenError) {
+        let e = lock.withLock { failedErrno }
+        if Glibc.close(fd) != 0 && e == 0 { throw PcapRecorder.OpenError(path: path, errno: errno) }
+        if e != 0 { throw PcapRecorder.OpenError(path: path, errno: e) }
+    }
+}
