@@ -15,9 +15,10 @@ class FioSweep:
     """fio 4 KiB random I/O, `jobs` connections of `depth` requests each."""
     kind = "fio"
 
-    def __init__(self, rw, depth, jobs=1):
-        self.rw, self.depth, self.jobs = rw, depth, jobs
-        self.key = f"fio-{rw}-qd{depth}" + (f"-j{jobs}" if jobs > 1 else "")
+    def __init__(self, rw, depth, jobs=None):
+        self.rw, self.depth, self.jobs = rw, depth, jobs or 1
+        # The connections sweep names its one-job row too, apart from the depth sweep's.
+        self.key = f"fio-{rw}-qd{depth}" + (f"-j{jobs}" if jobs else "")
 
     def run(self, lib, ctx, uri, outfile):
         jf = outfile + ".json"
