@@ -31,8 +31,9 @@ extension RelayHandler {
             return
         }
         var ahead = session.tap.decoder.payloadAhead(direction)
-        let buffered = (try? p.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 1
-        if ahead >= Self.kernelMinimum && buffered == 0, let splicer = session.payloadSplicer() {
+        // Whether NIO holds nothing for the partner: splicing before its queue would reorder.
+        var partnerEmpty = ((try? p.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 1) == 0
+        if ahead >= Self.kernelMinimum && partnerEmpty, let splicer = session.payloadSplicer() {
             let (source, destination) = direction == .clientToServer
                 ? (session.clientDescriptor, session.upstreamDescriptor)
                 : (session.upstreamDescriptor, session.clientDescriptor)
@@ -46,12 +47,14 @@ extension RelayHandler {
                 session.close(reason: "payload bytes moved by splice(2) could not be read back from its pipe")
                 return
             }
-            if let rest = moved.leftover, rest.readableBytes > 0 { p.writeAndFlush(wrapOutboundOut(rest), promise: nil) }
+            if let rest = moved.leftover, rest.readableBytes > 0 {
+                p.writeAndFlush(wrapOutboundOut(rest), promise: nil)
+                partnerEmpty = false
+            }
             ahead = session.tap.decoder.payloadAhead(direction)
         }
         // Small reads only while the kernel can take the data: not while NIO still holds
         // bytes for the partner (the payload then goes NIO's way, in large reads).
-        let partnerEmpty = ((try? p.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 1) == 0
         smallReadsWanted(partnerEmpty && (ahead >= Self.kernelMinimum || largePayloadsFlowing), context)
     }
 
@@ -61,7 +64,7 @@ extension RelayHandler {
     /// NIO reads into the whole of a pooled buffer it can reuse, whatever size the
     /// allocator asks for; so while reads are to be small, the relay keeps a reference to
     /// the channel's one pooled buffer (one, because these channels read one message per
-    /// wake-up: `kernelPathAdded`), and NIO, finding it shared, reads into a new buffer of
+    /// wake-up: `readOnePerWakeUp`), and NIO, finding it shared, reads into a new buffer of
     /// the small size instead.
     func smallReadsWanted(_ small: Bool, _ context: ChannelHandlerContext) {
         defer { lastRead = nil }

@@ -40,9 +40,7 @@ final class RelayHandler: ChannelInboundHandler {
         self.session = session
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-    }
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         heldBuffer = nil
@@ -113,7 +111,8 @@ final class RelayHandler: ChannelInboundHandler {
             return
         }
         p.flush()
-        if session.splicing { movePayloadInKernel(context, partner: p) }
+        // Also once splicing stopped (splice refused, no pipe): reads go back to large ones.
+        if session.splicing || readingSmall { movePayloadInKernel(context, partner: p) }
         guard mayRead else {
             // Shutting down, or a hold keeps as much as it may: `resume` reads again when
             // that changes (it checks `mayRead` too).
