@@ -72,7 +72,15 @@ def run_sweep_section(args, nbdtap, lib):
     lib.PROCS.run("prefill", ["nbdcopy", src, ctx.upstream_uri], stderr=os.path.join(ctx.tmp, "prefill.err"))
     os.unlink(src)
 
+    # The floor: a relay that only makes the system calls any proxy must (floor-relay.c).
+    floor = os.path.join(ctx.tmp, "floor-relay")
+    rc, _, _ = lib.PROCS.run("cc-floor-relay", ["cc", "-O2", "-o", floor, os.path.join(lib.ROOT, "bench", "floor-relay.c"),
+                                                "-lpthread"], stderr=os.path.join(ctx.tmp, "cc.err"))
+    if rc != 0:
+        raise RuntimeError(f"cannot build bench/floor-relay.c: {lib.tail(os.path.join(ctx.tmp, 'cc.err'))}")
     paths = [lib.Direct(), lib.NBDTapPath("tap-log", "nbdtap --log FILE (nbdkit format)", ["--log"]),
+             lib.PersistentProxy("floor-relay", "a minimal C relay: poll, read, write (bench/floor-relay.c)",
+                                 lambda c, s: [floor, s, up_sock]),
              lib.PersistentProxy("nbdkit-nbd", "nbdkit nbd plugin",
                                  lambda c, s: ["nbdkit", "-f", "--exit-with-parent", "-U", s, "nbd", f"socket={up_sock}"]),
              lib.PersistentProxy("qemu-nbd", "qemu-nbd -f raw (NBD URI as image)",
@@ -140,7 +148,9 @@ def run_sweep_section(args, nbdtap, lib):
              f"{args.sweep_qemu_count:,} requests), paths alternated within each round; × direct: median over "
              "rounds of (path ÷ direct in the same round); CPU/I/O: the proxy process's utime+stime per I/O; "
              "peak RSS (connections sweep): VmHWM of the proxy.",
-             "nbdkit memory 512 MiB upstream on a Unix socket; nbdtap logs to tmpfs."]
+             "nbdkit memory 512 MiB upstream on a Unix socket; nbdtap logs to tmpfs.",
+             "floor-relay: a C relay of poll, read and write with no decoding (bench/floor-relay.c), the "
+             "least any proxy costs here; tap-log ÷ floor-relay is what nbdtap itself costs."]
     return {"table": "\n\n".join(tables), "notes": notes, "summary": summary, "svg": svg,
             "settings": {"rounds": args.sweep_rounds, "runtime": args.sweep_runtime}}
 
@@ -158,7 +168,7 @@ def depth_plot(summary):
     top_ratio = max([1.2] + [r for pts in lines.values() for _, r in pts])
     x = lambda d: left + depths.index(d) * (w - left - 160) / (len(depths) - 1)
     y = lambda r: top + (1 - r / top_ratio) * (h - top - bottom)
-    colors = {"tap-log": "#0072B2", "nbdkit-nbd": "#E69F00", "qemu-nbd": "#009E73"}
+    colors = {"tap-log": "#0072B2", "floor-relay": "#999999", "nbdkit-nbd": "#E69F00", "qemu-nbd": "#009E73"}
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
            f'<rect width="{w}" height="{h}" fill="white"/>']
     for r in [0.2 * i for i in range(int(top_ratio / 0.2) + 1)]:

@@ -71,6 +71,10 @@ final class IdlePoller: Sendable {
         }
     }
 
+    /// A polling slot for a spin of the caller's own (the direct loop's); `release()` gives it back.
+    func claim() -> Bool { enabled && take() }
+    func release() { spinners.subtract(1, ordering: .releasing) }
+
     private func take() -> Bool {
         guard connections.load(ordering: .relaxed) <= maxSpinners else { return false }
         var current = spinners.load(ordering: .relaxed)

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import CSplice
 import NIOCore
-import Synchronization
 
 /// Moves payload bytes from one socket to the other inside the kernel: splice(2) from the
 /// source socket into a pipe, and from the pipe into the destination socket.
@@ -21,13 +20,6 @@ import Synchronization
 /// and returns; the pipe is always empty again when it returns: bytes the destination
 /// could not take are read back out (`leftover`) for NIO to write, so NIO's own queue and
 /// backpressure handle a slow receiver, and the pipe can serve both directions.
-/// Bytes the kernel path moved over all connections: the proof, for tests and for
-/// `--stats`' readers who wonder, that the path was taken (the statistics themselves are
-/// the same either way).
-final class SplicedBytes: Sendable {
-    let total = Atomic<UInt64>(0)
-}
-
 final class PayloadSplicer {
     let readEnd: Int32
     let writeEnd: Int32

@@ -14,6 +14,10 @@ public struct ProxyConfiguration: Sendable {
     /// Large READ and WRITE payloads move socket to socket in the kernel (splice(2)) where
     /// nothing needs their bytes; false keeps every byte in user space (`--no-splice`).
     public var splicePayloads = true
+    /// Small messages are relayed by a loop of nbdtap's own system calls between NIO's
+    /// wake-ups where nothing needs the bytes; false relays every read through NIO
+    /// (`--no-direct`).
+    public var directRelay = true
     /// Busy-polling window at queue depth 1, in microseconds (0: never poll).
     public var idlePollMicroseconds = 400
     /// Seconds a client has to finish the NBD handshake (0: no limit). qemu-nbd closes such

@@ -38,8 +38,11 @@ public final class ProxyServer: @unchecked Sendable {
     public var onConnectionClosed: (@Sendable (Int, ConnectionStats, String?) -> Void)?
 
     /// Payload bytes moved socket to socket in the kernel, over all connections so far.
-    public var bytesSpliced: UInt64 { splicedBytes.total.load(ordering: .relaxed) }
-    let splicedBytes = SplicedBytes()
+    public var bytesSpliced: UInt64 { splicedBytes.value }
+    let splicedBytes = ByteTally()
+    /// Bytes the direct loop relayed (RelayHandler+Direct.swift), over all connections so far.
+    public var bytesRelayedDirectly: UInt64 { directBytes.value }
+    let directBytes = ByteTally()
 
     public init(config: ProxyConfiguration, sink: LogSink?, threads: Int = System.coreCount) {
         self.config = config
@@ -129,6 +132,8 @@ public final class ProxyServer: @unchecked Sendable {
         poller.connections.add(1, ordering: .relaxed)
         if poller.enabled { session.poller = poller }
         session.splicing = config.splicePayloads && pcap == nil
+        session.direct = config.directRelay && pcap == nil
+        session.directBytes = directBytes
         session.splicedBytes = splicedBytes
         session.clientDescriptor = clientFD
         lock.withLock { sessions[id] = session }

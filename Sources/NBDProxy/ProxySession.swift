@@ -58,7 +58,16 @@ final class ProxySession {
     /// The pipe that path uses, made on first use.
     var splicer: PayloadSplicer?
     /// The proxy's count of bytes moved that way.
-    var splicedBytes: SplicedBytes?
+    var splicedBytes: ByteTally?
+    /// Small messages are relayed by the direct loop (RelayHandler+Direct.swift) where it
+    /// applies; false when the proxy was told not to, or `--pcap` records the legs.
+    var direct = false
+    /// The direct loop's read buffer, kept between runs, and the proxy's count of the
+    /// bytes it relayed.
+    var directBuffer: ByteBuffer?
+    var directBytes: ByteTally?
+    /// The loop's task is queued on the event loop (once per batch of events).
+    var directScheduled = false
 
     init(id: Int, client: Channel, logFormat: LogFormat?, sink: LogSink?, stats: StatsRegistry, halfCloseSeconds: Double,
          onClosed: @escaping (ProxySession) -> Void) {
@@ -139,7 +148,7 @@ final class ProxySession {
 
     /// Payload bytes the kernel moved: the decoder accounts for them as if fed.
     func passed(_ d: StreamDirection, _ count: UInt64) {
-        splicedBytes?.total.add(count, ordering: .relaxed)
+        splicedBytes?.add(count)
         tap.passPayload(d, count, at: wallClockNanoseconds(), logText: &logText)
         flushLog()
     }

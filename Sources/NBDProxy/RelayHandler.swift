@@ -125,7 +125,7 @@ final class RelayHandler: ChannelInboundHandler {
         } else {
             readPending = true
         }
-        session.pollBeforeSleeping()
+        if !scheduleDirectLoop(context) { session.pollBeforeSleeping() }
     }
 
     /// `--rate`: after a read, waits as long as the buckets say before the next one.

@@ -62,6 +62,9 @@ struct ProxyCommand: ParsableCommand {
     @Flag(name: .customLong("no-splice"), help: "Relay every payload byte through user space. By default large READ and WRITE payloads move socket to socket in the kernel (splice(2)) when nothing needs their bytes (no layers, TLS termination, --pcap or --rate); the log and statistics are the same either way.")
     var noSplice = false
 
+    @Flag(name: .customLong("no-direct"), help: "Relay every read through NIO's event loop. By default, where nothing needs the bytes (no layers, TLS termination, --pcap or --rate), nbdtap relays the messages that follow a read with its own system calls until the sockets are quiet, instead of one NIO wake-up per message; the log and statistics are the same either way.")
+    var noDirect = false
+
     @Option(name: .long, help: ArgumentHelp("Serve Prometheus metrics at http://ADDR/metrics while the proxy runs; ADDR is PORT, HOST:PORT or [V6]:PORT (host 127.0.0.1 unless given). See Docs/metrics.md.", valueName: "ADDR"))
     var metrics: MetricsAddress?
 
@@ -114,6 +117,7 @@ struct ProxyCommand: ParsableCommand {
         config.drainSeconds = 5
         config.idlePollMicroseconds = idlePoll
         config.splicePayloads = !noSplice
+        config.directRelay = !noDirect
         config.handshakeTimeoutSeconds = handshakeTimeout
         config.idleTimeoutSeconds = idleTimeout
         config.maxConnections = maxConnections
