@@ -29,6 +29,13 @@ extension ConversationDecoder {
             s.skip -= length
             s.offset += length
             withState(d) { $0 = s }
+            if s.skip == 0, d == .serverToClient, let done = completionAfterPayload {
+                // The hole ended exactly where a READ's data ends (a capture cut at a
+                // snaplen, say): the server sent all of it, so the READ is answered, as
+                // when the bytes are fed or passed.
+                completionAfterPayload = nil
+                events.append(done)
+            }
             return
         }
         s.offset += UInt64(s.pending.readableBytes) + length

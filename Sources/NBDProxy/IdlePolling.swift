@@ -71,6 +71,9 @@ final class IdlePoller: Sendable {
         }
     }
 
+    /// Whether a connection could spin now (slots may still all be taken).
+    var mightSpin: Bool { enabled && connections.load(ordering: .relaxed) <= maxSpinners }
+
     /// A polling slot for a spin of the caller's own (the direct loop's); `release()` gives it back.
     func claim() -> Bool { enabled && take() }
     func release() { spinners.subtract(1, ordering: .releasing) }
