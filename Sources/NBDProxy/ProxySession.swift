@@ -153,6 +153,22 @@ final class ProxySession {
         flushLog()
     }
 
+    /// Accounts for one splice, on either path that makes them (NIO's, the direct loop):
+    /// the decoder hears of the bytes that went by. Returns false when bytes were lost in
+    /// the pipe: the connection is then closed, since the stream has a hole.
+    func account(_ moved: PayloadSplicer.Moved, _ d: StreamDirection) -> Bool {
+        if moved.unsupported { splicing = false }
+        if moved.bytes > 0 {
+            lastActivity = monotonicNanoseconds()
+            passed(d, moved.bytes)
+        }
+        if moved.lost {
+            close(reason: "payload bytes moved by splice(2) could not be read back from its pipe")
+            return false
+        }
+        return true
+    }
+
     func payloadSplicer() -> PayloadSplicer? {
         if splicer == nil {
             splicer = PayloadSplicer()

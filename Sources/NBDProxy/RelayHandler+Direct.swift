@@ -211,15 +211,7 @@ struct DirectLoop {
         let ahead = session.tap.decoder.payloadAhead(d)
         guard ahead >= RelayHandler.kernelMinimum, let splicer = session.payloadSplicer() else { return nil }
         let moved = splicer.move(from: src, to: dst, limit: ahead, allocator: allocator)
-        if moved.unsupported { session.splicing = false }
-        if moved.bytes > 0 {
-            session.lastActivity = monotonicNanoseconds()
-            session.passed(d, moved.bytes)
-        }
-        if moved.lost {
-            session.close(reason: "payload bytes moved by splice(2) could not be read back from its pipe")
-            return .closing
-        }
+        guard session.account(moved, d) else { return .closing }
         if let rest = moved.leftover, rest.readableBytes > 0 {
             destination.context?.writeAndFlush(destination.wrapOutboundOut(rest), promise: nil)
             return .handedOff

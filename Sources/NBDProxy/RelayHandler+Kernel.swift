@@ -38,15 +38,7 @@ extension RelayHandler {
                 ? (session.clientDescriptor, session.upstreamDescriptor)
                 : (session.upstreamDescriptor, session.clientDescriptor)
             let moved = splicer.move(from: source, to: destination, limit: ahead, allocator: context.channel.allocator)
-            if moved.unsupported { session.splicing = false }
-            if moved.bytes > 0 {
-                session.lastActivity = monotonicNanoseconds()
-                session.passed(direction, moved.bytes)
-            }
-            if moved.lost {
-                session.close(reason: "payload bytes moved by splice(2) could not be read back from its pipe")
-                return
-            }
+            guard session.account(moved, direction) else { return }
             if let rest = moved.leftover, rest.readableBytes > 0 {
                 p.writeAndFlush(wrapOutboundOut(rest), promise: nil)
                 partnerEmpty = false
