@@ -396,6 +396,8 @@ class NBDTapPath(Path):
                 argv += [x]
             elif x == "--pcap-snaplen":
                 argv += [x, "128"]
+            elif x == "--pcap-payloads":
+                argv += [x, "both"]
             else:
                 argv += [x, self.files[0] if x == "--log" else self.files[1]]
         if "--log" in self.extra:
@@ -600,6 +602,9 @@ def run_proxy_section(args, nbdtap):
              NBDTapPath("tap-metrics", "nbdtap --log FILE --metrics ADDR (scraped every second)", ["--log", "--metrics"])]
     if nbdtap_has_pcap(nbdtap):
         paths.append(NBDTapPath("tap-pcap", "nbdtap --pcap FILE", ["--pcap"]))
+        if "--pcap-payloads" in subprocess.run([nbdtap, "proxy", "--help"], capture_output=True, text=True).stdout:
+            paths.append(NBDTapPath("tap-pcap-both", "nbdtap --pcap FILE --pcap-payloads both (each payload on both legs)",
+                                    ["--pcap", "--pcap-payloads"]))
         if "--pcap-snaplen" in subprocess.run([nbdtap, "proxy", "--help"], capture_output=True, text=True).stdout:
             paths.append(NBDTapPath("tap-pcap-snaplen", "nbdtap --pcap FILE --pcap-snaplen 128", ["--pcap", "--pcap-snaplen"]))
     else:
@@ -1105,7 +1110,7 @@ def main():
     ap.add_argument("--only", help="comma-separated sections: proxy, decode, replay, micro")
     ap.add_argument("--rounds", type=int, help="rounds of the proxy section (default 5, --quick 2)")
     ap.add_argument("--nbdtap", help="measure this nbdtap binary instead of building one")
-    ap.add_argument("--paths", help="proxy section: only these paths (direct,tap,tap-log,tap-log-copy,tap-metrics,tap-pcap,tap-pcap-snaplen,direct-tcp,tcpdump-direct,nbdkit-nbd,qemu-nbd)")
+    ap.add_argument("--paths", help="proxy section: only these paths (direct,tap,tap-log,tap-log-copy,tap-metrics,tap-pcap,tap-pcap-both,tap-pcap-snaplen,direct-tcp,tcpdump-direct,nbdkit-nbd,qemu-nbd)")
     ap.add_argument("--workloads", help="proxy section: only these workloads (e.g. nbdcopy-read-C4,fio-randread-qd1)")
     ap.add_argument("--recapture", action="store_true", help="decode section: remake the cached captures")
     ap.add_argument("--no-save", action="store_true", help="print only; write nothing under bench/results/")

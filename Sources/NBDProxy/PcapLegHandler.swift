@@ -24,8 +24,8 @@ final class PcapLegHandler: ChannelDuplexHandler {
     let nbdtapIsServer: Bool
     /// Addresses for Unix-socket legs (the socket's own addresses otherwise).
     let standIns: (client: SocketAddress, server: SocketAddress)
-    /// `--pcap-snaplen`: the cut, and where the payloads are.
-    let snaplen: Int?
+    /// How this leg records payloads, and (when either leg cuts them) where they are.
+    let cut: PcapLegCut
     let cutter: PcapSnapCutter?
     var local: PcapEndpoint?
     var remote: PcapEndpoint?
@@ -39,11 +39,11 @@ final class PcapLegHandler: ChannelDuplexHandler {
     var started = false
 
     init(batch: PcapBatch, nbdtapIsServer: Bool, standIns: (client: SocketAddress, server: SocketAddress),
-         snaplen: Int?, cutter: PcapSnapCutter?) {
+         cut: PcapLegCut, cutter: PcapSnapCutter?) {
         self.batch = batch
         self.nbdtapIsServer = nbdtapIsServer
         self.standIns = standIns
-        self.snaplen = snaplen
+        self.cut = cut
         self.cutter = cutter
     }
 
@@ -111,7 +111,8 @@ final class PcapLegHandler: ChannelDuplexHandler {
 
     /// Data packets for `buffer`: pieces of at most `maxSegment` bytes, and with a snapshot
     /// length, payloads in packets of their own cut at it and other bytes in packets
-    /// small enough not to be cut.
+    /// small enough not to be cut; payloads recorded on the other leg in packets of their
+    /// own cut after the TCP header.
     func record(_ buffer: ByteBuffer, from: PcapEndpoint, to: PcapEndpoint, seq: inout UInt32, ack: UInt32,
                 direction: StreamDirection, offset: inout UInt64, leg: Int) {
         let t = wallClockNanoseconds()
@@ -127,16 +128,26 @@ final class PcapLegHandler: ChannelDuplexHandler {
                     at += n
                 }
             }
-            guard let cutter, let snaplen else {
+            guard let cutter else {
                 emit(0, bytes.count, maxPiece: PcapBatch.maxSegment, cut: nil)
                 return
             }
-            let whole = max(1, snaplen - PcapBatch.frameOverhead(v6: from.v6))
-            cutter.forEachPiece(direction, offset: offset, count: bytes.count) { start, length, isPayload in
-                if isPayload {
-                    emit(start, length, maxPiece: PcapBatch.maxSegment, cut: snaplen)
-                } else {
-                    emit(start, length, maxPiece: whole, cut: nil)
+            switch cut {
+            case .whole:
+                emit(0, bytes.count, maxPiece: PcapBatch.maxSegment, cut: nil)
+            case .snaplen(let snaplen):
+                let whole = max(1, snaplen - PcapBatch.frameOverhead(v6: from.v6))
+                cutter.forEachPiece(direction, offset: offset, count: bytes.count) { start, length, isPayload in
+                    if isPayload {
+                        emit(start, length, maxPiece: PcapBatch.maxSegment, cut: snaplen)
+                    } else {
+                        emit(start, length, maxPiece: whole, cut: nil)
+                    }
+                }
+            case .payloadsOnOtherLeg:
+                let headers = PcapBatch.frameOverhead(v6: from.v6)
+                cutter.forEachPiece(direction, offset: offset, count: bytes.count) { start, length, isPayload in
+                    emit(start, length, maxPiece: PcapBatch.maxSegment, cut: isPayload ? headers : nil)
                 }
             }
             offset += UInt64(bytes.count)

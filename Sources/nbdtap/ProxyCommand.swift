@@ -41,11 +41,20 @@ struct ProxyCommand: ParsableCommand {
 
     @OptionGroup(title: "Faults and shaping (layers stack in the order given, the first nearest the client)") var layers: LayerArguments
 
-    @Option(name: .long, help: "Write both legs of every connection to FILE as a pcap (Unix-socket legs with stand-in addresses).")
+    @Option(name: .long, help: "Write both legs of every connection to FILE as a pcap (Unix-socket legs with stand-in addresses; payloads once, see --pcap-payloads).")
     var pcap: String?
 
     @Option(name: .customLong("pcap-snaplen"), help: ArgumentHelp("With --pcap: cut each packet at N bytes of frame, as tcpdump -s N does, with every NBD header kept: payloads (WRITE and READ data) go in packets of their own, so only their first bytes are recorded. Not with layers or TLS termination, which send other bytes than they read.", valueName: "N"))
     var pcapSnaplen: Int?
+
+    /// How `--pcap` records payloads the two legs share.
+    enum PcapPayloads: String, ExpressibleByArgument, CaseIterable {
+        case once
+        case both
+    }
+
+    @Option(name: .customLong("pcap-payloads"), help: ArgumentHelp("With --pcap: once (the default where it applies): on the transparent relay, where both legs carry the same bytes, WRITE and READ data are recorded on the client leg only, and the upstream leg's payload packets keep their headers and lengths (cut, as --pcap-snaplen cuts them), which halves the file. both: every byte of both legs. With layers or TLS termination the legs differ and both are recorded whole.", valueName: "once|both"))
+    var pcapPayloads: PcapPayloads?
 
     @Option(name: .customLong("run"), help: "Captive mode: run CMD with $uri, $nbd and $unixsocket (or $host and $port) set, then exit with its status.")
     var runCommand: String?
@@ -91,6 +100,8 @@ struct ProxyCommand: ParsableCommand {
                 throw ValidationError("--pcap-snaplen must be \(PcapRecorder.minimumSnaplen) to 262144 bytes (an IPv6 packet's headers are 64), not \(pcapSnaplen)")
             }
         }
+        if pcapPayloads != nil && pcap == nil { throw ValidationError("--pcap-payloads needs --pcap FILE") }
+        if pcapPayloads == .once && pcapSnaplen != nil { throw ValidationError("--pcap-payloads once and --pcap-snaplen: the snapshot length already cuts every payload") }
         if !(1...1_000_000).contains(maxConnections) { throw ValidationError("--max-connections must be 1 to 1000000, not \(maxConnections)") }
     }
 
@@ -135,8 +146,16 @@ struct ProxyCommand: ParsableCommand {
             warn("--pcap-snaplen works on the transparent relay only: layers, emulation options and --tls/--upstream-tls send other bytes than nbdtap reads; drop --pcap-snaplen to record those connections whole")
             throw ExitCode.failure
         }
+        let transparent = config.policy.isTransparent && !config.tls.isActive
+        if pcapPayloads == .once && !transparent {
+            // The upstream leg carries what the layers or TLS made of the client's bytes,
+            // not the same bytes: cutting it would lose what they changed.
+            warn("--pcap-payloads once works on the transparent relay only: layers, emulation options and --tls/--upstream-tls send other bytes than nbdtap reads; drop it to record both legs whole")
+            throw ExitCode.failure
+        }
+        let once = transparent && (pcapPayloads ?? .once) == .once
         let recorder = try pcap.map { path -> PcapRecorder in
-            do { return try PcapRecorder(path: path, snaplen: pcapSnaplen) } catch {
+            do { return try PcapRecorder(path: path, snaplen: pcapSnaplen, payloadsOnce: once) } catch {
                 warn("\(error)")
                 throw ExitCode.failure
             }

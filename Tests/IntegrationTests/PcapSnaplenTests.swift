@@ -112,11 +112,15 @@ struct PcapSnaplenTests {
         #expect(types.filter { $0 == 0 }.count == nbdkit["READ"], "\(t.output.prefix(400))")
     }
 
-    /// Without a snapshot length the capture holds every byte: tshark's reassembly of the
-    /// upstream leg's client stream contains the 1 MiB blocks nbdsh wrote, and its expert
-    /// analysis finds no sequence or acknowledgement trouble on any leg.
-    @Test(arguments: ["unix", "tcp6"])
-    func fullCaptureCarriesTheBytes(_ listen: String) throws {
+    /// Without a snapshot length the capture holds every payload byte. By default once: on
+    /// the client leg, where tshark's reassembly of the client stream contains the 1 MiB
+    /// block nbdsh wrote and its reassembly of the server stream the block it read back,
+    /// while the upstream leg's packets carry the lengths and headers only (nbdtap decode
+    /// still finds every request there). With `--pcap-payloads both`, both legs hold the
+    /// blocks. tshark's expert analysis finds no sequence or acknowledgement trouble on any
+    /// leg either way.
+    @Test(arguments: [("unix", "once"), ("tcp6", "once"), ("unix", "both")])
+    func fullCaptureCarriesTheBytes(_ listen: String, _ payloads: String) throws {
         let s = try Scratch()
         let sock = try s.nbdkit(["memory", "64M"])
         let listenURI = listen == "unix" ? "nbd+unix:///?socket=\(s.path("px.sock"))" : "nbd://[::1]:\(freePort())/"
@@ -130,11 +134,18 @@ struct PcapSnaplenTests {
         try script.write(toFile: s.path("client.py"), atomically: true, encoding: .utf8)
         let pcap = s.path("px.pcap")
         let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--listen", listenURI, "--quiet",
-                                         "--pcap", pcap,
-                                         "--run", "nbdsh -c 'import os' -c \"exec(open('\(s.path("client.py"))').read())\""])
+                                         "--pcap", pcap, "--stats", s.path("px.json"), "--stats-format", "json"]
+                                        + (payloads == "both" ? ["--pcap-payloads", "both"] : [])
+                                        + ["--run", "nbdsh -c 'import os' -c \"exec(open('\(s.path("client.py"))').read())\""])
         #expect(r.status == 0, "\(r.output)")
         let (_, records) = try Self.records(pcap)
-        #expect(records.allSatisfy { $0.caplen == $0.origlen })
+        let recorded = records.reduce(0) { $0 + $1.caplen }, original = records.reduce(0) { $0 + $1.origlen }
+        #expect(original > 4 << 20, "two legs, 1 MiB each way")
+        if payloads == "both" {
+            #expect(records.allSatisfy { $0.caplen == $0.origlen })
+        } else {
+            #expect(recorded > 2 << 20 && recorded < (2 << 20) + (1 << 20), "payloads once: \(recorded) of \(original) bytes")
+        }
         let block = Data((0..<(1 << 20)).map { UInt8($0 % 256) })
         // tcp.stream 1 is the upstream leg (the client leg opens first).
         for stream in [0, 1] {
@@ -153,14 +164,44 @@ struct PcapSnaplenTests {
                 }
                 if line.hasPrefix("\t") { toClient.append(bytes) } else { toServer.append(bytes) }
             }
-            #expect(toServer.range(of: block) != nil, "stream \(stream): the WRITE's data, whole")
-            #expect(toClient.range(of: block) != nil, "stream \(stream): the READ's data, whole")
+            let whole = stream == 0 || payloads == "both"
+            #expect((toServer.range(of: block) != nil) == whole, "stream \(stream): the WRITE's data")
+            #expect((toClient.range(of: block) != nil) == whole, "stream \(stream): the READ's data")
         }
         let expert = try s.run("tshark", ["-r", pcap, "-q", "-z", "expert,warn"])
         #expect(expert.status == 0)
         for trouble in ["Previous segment", "ACKed segment", "out-of-order", "retransmission", "Malformed"] {
             #expect(!expert.output.localizedCaseInsensitiveContains(trouble), "\(expert.output)")
         }
+        // Both legs decode to the proxy's requests (nbdsh's WRITE, READ and DISC).
+        let proxyStats = try Self.statsRequests(s.path("px.json"))
+        #expect(proxyStats == ["WRITE": 1, "READ": 1, "DISC": 1])
+        let decoded = try s.run(nbdtapBinary, ["decode", pcap, "--stats", s.path("d.json"), "--stats-format", "json",
+                                               "--log", s.path("d.log")])
+        #expect(decoded.status == 0, "\(decoded.output)")
+        #expect(try Self.statsRequests(s.path("d.json")) == proxyStats.mapValues { $0 * 2 })
+        #expect(try !String(contentsOfFile: s.path("d.log"), encoding: .utf8).contains("Violation"))
+    }
+
+    /// With a layer the upstream leg carries other bytes than the client's (here a WRITE
+    /// split by --max-payload), so the default records both legs whole, and asking for
+    /// payloads once is refused.
+    @Test func layersRecordBothLegsWhole() throws {
+        let s = try Scratch()
+        let sock = try s.nbdkit(["memory", "16M"])
+        let pcap = s.path("px.pcap")
+        let script = "h.connect_uri(os.environ['uri']); h.pwrite(b'\\x5a' * (1 << 20), 0); h.shutdown()"
+        let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--quiet", "--pcap", pcap,
+                                         "--max-payload", "256k", "--run", "nbdsh -c 'import os' -c \"\(script)\""])
+        #expect(r.status == 0, "\(r.output)")
+        let nbdkit = Self.nbdkitRequests(try String(contentsOfFile: s.path("nbdkit.log"), encoding: .utf8))
+        #expect(nbdkit == ["WRITE": 4], "the layer split the WRITE: \(nbdkit)")
+        let (_, records) = try Self.records(pcap)
+        #expect(records.allSatisfy { $0.caplen == $0.origlen })
+        #expect(records.reduce(0) { $0 + $1.caplen } > 2 << 20, "the data on both legs")
+        let once = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd://127.0.0.1:1", "--pcap", s.path("p.pcap"),
+                                            "--pcap-payloads", "once", "--delay", "read=1ms", "--run", "true"])
+        #expect(once.status != 0 && once.output.contains("--pcap-payloads once works on the transparent relay only"), "\(once.output)")
     }
 
     /// A proxy stopped by SIGTERM leaves a whole file: the batches are written at exit,

@@ -9,9 +9,12 @@ import NBDReport
 /// on, so every frame's bytes are copied and the packets view runs too. Every port is
 /// tried as NBD.
 let path = "/dev/shm/nbdtap-fuzz-pcap-\(getpid())"
+/// Removed at exit: each run's file would otherwise stay in memory until the next boot.
+let removeAtExit: Void = { atexit { unlink(path) }; return () }()
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    _ = removeAtExit
     guard FileManager.default.createFile(atPath: path, contents: Data(bytes: data, count: size)) else { return 0 }
     var text: [UInt8] = []
     if let reader = try? CaptureReader(file: path, reader: .mapped) {
