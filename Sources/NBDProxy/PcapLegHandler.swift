@@ -128,14 +128,10 @@ final class PcapLegHandler: ChannelDuplexHandler {
                     at += n
                 }
             }
-            guard let cutter else {
+            switch (cut, cutter) {
+            case (.whole, _), (_, nil):
                 emit(0, bytes.count, maxPiece: PcapBatch.maxSegment, cut: nil)
-                return
-            }
-            switch cut {
-            case .whole:
-                emit(0, bytes.count, maxPiece: PcapBatch.maxSegment, cut: nil)
-            case .snaplen(let snaplen):
+            case (.snaplen(let snaplen), let cutter?):
                 let whole = max(1, snaplen - PcapBatch.frameOverhead(v6: from.v6))
                 cutter.forEachPiece(direction, offset: offset, count: bytes.count) { start, length, isPayload in
                     if isPayload {
@@ -144,12 +140,15 @@ final class PcapLegHandler: ChannelDuplexHandler {
                         emit(start, length, maxPiece: whole, cut: nil)
                     }
                 }
-            case .payloadsOnOtherLeg:
+            case (.payloadsOnOtherLeg, let cutter?):
                 let headers = PcapBatch.frameOverhead(v6: from.v6)
                 cutter.forEachPiece(direction, offset: offset, count: bytes.count) { start, length, isPayload in
                     emit(start, length, maxPiece: PcapBatch.maxSegment, cut: isPayload ? headers : nil)
                 }
             }
+            // A leg that records whole still tells the cutter how far it got, so spans both
+            // legs passed are dropped.
+            guard let cutter else { return }
             offset += UInt64(bytes.count)
             cutter.passed(direction, leg: leg, upTo: offset)
         }

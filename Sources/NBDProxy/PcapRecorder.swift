@@ -17,15 +17,15 @@ import Glibc
 /// `--pcap-snaplen N` keeps the headers and cuts payloads (`PcapSnapCutter`).
 ///
 /// On the transparent relay both legs carry the same payload bytes, so by default
-/// (`PcapPayloads.once`) they are recorded once, on the client leg; the upstream leg's
+/// (`--pcap-payloads once`) they are recorded once, on the client leg; the upstream leg's
 /// payload packets keep their headers and lengths, cut as `--pcap-snaplen` cuts them.
 /// Writing the file was half of the proxy's CPU, and a GiB copied was 2 GiB of file.
 public final class PcapRecorder: @unchecked Sendable {
     let file: PcapFile
     /// `--pcap-snaplen`: frames cut at this many bytes, payloads split from headers.
     public let snaplen: Int?
-    /// Payload bytes on the client leg only (the upstream leg's are the same bytes).
-    public let payloadsOnce: Bool
+    /// How each connection's client and upstream legs record payloads.
+    let legs: (client: PcapLegCut, upstream: PcapLegCut)
     let lock = NIOLock()
     var batches: [ObjectIdentifier: PcapBatch] = [:]
 
@@ -44,7 +44,13 @@ public final class PcapRecorder: @unchecked Sendable {
         precondition(snaplen.map { $0 >= Self.minimumSnaplen } ?? true)
         file = try PcapFile(path: path)
         self.snaplen = snaplen
-        self.payloadsOnce = payloadsOnce && snaplen == nil
+        if let snaplen {
+            legs = (.snaplen(snaplen), .snaplen(snaplen))
+        } else if payloadsOnce {
+            legs = (.whole, .payloadsOnOtherLeg)
+        } else {
+            legs = (.whole, .whole)
+        }
         file.writeHeader(snaplen: snaplen)
     }
 
@@ -64,17 +70,8 @@ public final class PcapRecorder: @unchecked Sendable {
     /// either leg, the cutter both legs share (also the tap's observer, to learn where
     /// payloads are).
     func connection(_ id: Int, loop: EventLoop) -> PcapConnection {
-        let client: PcapLegCut, upstream: PcapLegCut
-        if let snaplen {
-            (client, upstream) = (.snaplen(snaplen), .snaplen(snaplen))
-        } else if payloadsOnce {
-            (client, upstream) = (.whole, .payloadsOnOtherLeg)
-        } else {
-            (client, upstream) = (.whole, .whole)
-        }
-        let cutting = snaplen != nil || payloadsOnce
-        return PcapConnection(id: id, batch: batch(for: loop), client: client, upstream: upstream,
-                              cutter: cutting ? PcapSnapCutter() : nil)
+        PcapConnection(id: id, batch: batch(for: loop), client: legs.client, upstream: legs.upstream,
+                       cutter: legs.client.isWhole && legs.upstream.isWhole ? nil : PcapSnapCutter())
     }
 
     static func standIns(leg: Int, connection: Int) -> (client: SocketAddress, server: SocketAddress) {
@@ -101,6 +98,13 @@ enum PcapLegCut {
     /// Payload packets cut after their TCP header (lengths and sequence numbers whole):
     /// the other leg records the same bytes.
     case payloadsOnOtherLeg
+
+    var isWhole: Bool {
+        switch self {
+        case .whole: return true
+        case .snaplen, .payloadsOnOtherLeg: return false
+        }
+    }
 }
 
 /// One connection's recording: the handlers for its two legs.

@@ -139,14 +139,14 @@ struct ProxyCommand: ParsableCommand {
         config.observer = ObserverGroup.combining([plotRecorder as (any ConversationObserver)?, prometheus].compactMap { $0 })
         config.lifecycle = prometheus
         let server = ProxyServer(config: config, sink: sink, threads: threads ?? System.coreCount)
-        if pcapSnaplen != nil && (!config.policy.isTransparent || config.tls.isActive) {
+        let transparent = config.policy.isTransparent && !config.tls.isActive
+        if pcapSnaplen != nil && !transparent {
             // The cut follows the payloads the decoder finds in what nbdtap reads; layers
             // and TLS termination send other bytes (other offsets) than were read, so the
             // legs could not be cut exactly. Better no capture than one with lost headers.
             warn("--pcap-snaplen works on the transparent relay only: layers, emulation options and --tls/--upstream-tls send other bytes than nbdtap reads; drop --pcap-snaplen to record those connections whole")
             throw ExitCode.failure
         }
-        let transparent = config.policy.isTransparent && !config.tls.isActive
         if pcapPayloads == .once && !transparent {
             // The upstream leg carries what the layers or TLS made of the client's bytes,
             // not the same bytes: cutting it would lose what they changed.
