@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSplice
+import NBDConversation
 import NIOCore
 
 /// Moves payload bytes from one socket to the other inside the kernel: splice(2) from the
@@ -25,6 +26,9 @@ final class PayloadSplicer {
     let writeEnd: Int32
     /// Bytes one splice moves at most: the pipe's size.
     let capacity: Int
+    /// The second pipe each pipeful is duplicated into (tee(2)) when a `--pcap` leg records
+    /// payload bytes whole: the recording splices them from it into the file.
+    let copy: (readEnd: Int32, writeEnd: Int32)?
 
     /// What one `move` did.
     struct Moved {
@@ -47,14 +51,31 @@ final class PayloadSplicer {
     /// (/proc/sys/fs/pipe-max-size, 1 MiB by default).
     static let pipeSize: Int32 = 1 << 20
 
-    /// nil when the system has no pipe to give (descriptors exhausted): the connection
-    /// keeps the user-space path.
-    init?() {
+    /// nil when the system has no pipe to give (descriptors exhausted), or no copy pipe as
+    /// large as the first when `copying`: the connection keeps the user-space path.
+    init?(copying: Bool = false) {
         var fds: [Int32] = [-1, -1]
         guard nbdtap_pipe(&fds) == 0 else { return nil }
         readEnd = fds[0]
         writeEnd = fds[1]
         capacity = max(4096, Int(nbdtap_pipe_size(writeEnd, Self.pipeSize)))
+        if copying {
+            // As large as the first pipe, so a tee of a whole pipeful always fits (the copy
+            // pipe is empty before each one).
+            var c: [Int32] = [-1, -1]
+            guard nbdtap_pipe(&c) == 0 else {
+                Glibc.close(readEnd)
+                Glibc.close(writeEnd)
+                return nil
+            }
+            guard Int(nbdtap_pipe_size(c[1], Int32(capacity))) >= capacity else {
+                for fd in [readEnd, writeEnd, c[0], c[1]] { Glibc.close(fd) }
+                return nil
+            }
+            copy = (c[0], c[1])
+        } else {
+            copy = nil
+        }
         // A socket closed under a splice raises SIGPIPE (sendmsg's MSG_NOSIGNAL is not
         // available to splice); the error is what the relay wants, not the signal.
         _ = Self.ignoreSIGPIPE
@@ -65,12 +86,20 @@ final class PayloadSplicer {
     deinit {
         Glibc.close(readEnd)
         Glibc.close(writeEnd)
+        if let copy {
+            Glibc.close(copy.readEnd)
+            Glibc.close(copy.writeEnd)
+        }
     }
 
-    /// Moves up to `limit` bytes from `source` to `destination`, as many as the source has
-    /// now and the destination takes; the rest of what was taken comes back as `leftover`.
-    func move(from source: Int32, to destination: Int32, limit: UInt64, allocator: ByteBufferAllocator) -> Moved {
+    /// Moves up to `limit` bytes from `source` to `destination` (direction `d`), as many as
+    /// the source has now and the destination takes; the rest of what was taken comes back
+    /// as `leftover`. `recording` hears of each pipeful (with its bytes in the copy pipe
+    /// when it wants them).
+    func move(from source: Int32, to destination: Int32, limit: UInt64, direction d: StreamDirection,
+              recording: SpliceRecording?, allocator: ByteBufferAllocator) -> Moved {
         var out = Moved()
+        let copy = recording?.wantsContents == true ? self.copy : nil
         while out.bytes < limit {
             let want = Int(min(limit - out.bytes, UInt64(capacity)))
             let n = nbdtap_splice(source, writeEnd, want)
@@ -85,6 +114,16 @@ final class PayloadSplicer {
                 return out
             }
             out.bytes += UInt64(n)
+            if let copy, let recording, duplicate(n, into: copy.writeEnd) < n {
+                // No copy to record from (cannot happen with the pipes' sizes): the bytes
+                // come to user space, where the legs record them as NIO relays them.
+                _ = drain(copy.readEnd, n, allocator)
+                let back = drain(readEnd, n, allocator)
+                out.lost = back.readableBytes != n
+                recording.read(d, back)
+                out.leftover = back
+                return out
+            }
             var inPipe = n
             while inPipe > 0 {
                 let w = nbdtap_splice(readEnd, destination, inPipe)
@@ -93,9 +132,13 @@ final class PayloadSplicer {
                     continue
                 }
                 if w < 0 && errno == EINTR { continue }
+                break
+            }
+            recording?.moved(d, taken: n, delivered: n - inPipe, contents: copy?.readEnd)
+            if inPipe > 0 {
                 // The destination is full (EAGAIN) or gone: what it did not take goes
                 // back to user space, for NIO to queue, or to fail as any write would.
-                let back = drain(inPipe, allocator)
+                let back = drain(readEnd, inPipe, allocator)
                 out.lost = back.readableBytes != inPipe
                 out.leftover = back
                 return out
@@ -109,14 +152,23 @@ final class PayloadSplicer {
         return out
     }
 
-    /// Reads `count` bytes out of the pipe (they are there: the pipe holds exactly them).
-    private func drain(_ count: Int, _ allocator: ByteBufferAllocator) -> ByteBuffer {
+    /// tee(2)s the `count` bytes in the pipe into `copy`; how many it duplicated.
+    private func duplicate(_ count: Int, into copy: Int32) -> Int {
+        while true {
+            let t = nbdtap_tee(readEnd, copy, count)
+            if t < 0 && errno == EINTR { continue }
+            return max(t, 0)
+        }
+    }
+
+    /// Reads `count` bytes out of pipe `fd` (they are there: it holds exactly them).
+    private func drain(_ fd: Int32, _ count: Int, _ allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: count)
         var left = count
         while left > 0 {
             var failed = false
             let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: left) { raw -> Int in
-                let r = read(readEnd, raw.baseAddress, left)
+                let r = read(fd, raw.baseAddress, left)
                 if r < 0 && errno != EINTR { failed = true }
                 return max(r, 0)
             }
@@ -125,4 +177,20 @@ final class PayloadSplicer {
         }
         return buffer
     }
+}
+
+/// What records the bytes a splice moved (`--pcap`'s two legs of a connection), told of
+/// each pipeful as it goes by.
+protocol SpliceRecording: AnyObject {
+    /// A leg records payload bytes whole: each pipeful is then duplicated into the copy
+    /// pipe for it.
+    var wantsContents: Bool { get }
+    /// `taken` bytes came from the source leg and the first `delivered` of them went out
+    /// on the destination leg (the rest come back as `leftover`, recorded as NIO writes
+    /// them). With `contents`, that pipe holds the `taken` bytes, and is empty on return.
+    func moved(_ d: StreamDirection, taken: Int, delivered: Int, contents: Int32?)
+    /// The copy could not be made: the bytes taken were read into user space instead and
+    /// go out through NIO (recorded there on the destination leg); the source leg records
+    /// them from `bytes`.
+    func read(_ d: StreamDirection, _ bytes: ByteBuffer)
 }

@@ -40,11 +40,42 @@ final class PcapBatch: @unchecked Sendable {
     /// as tcpdump's `-s` records it).
     func append(from: PcapEndpoint, to: PcapEndpoint, seq: UInt32, ack: UInt32?, flags: UInt8,
                 payload: UnsafeRawBufferPointer, captureLimit: Int?, time: UInt64) {
+        let (tcpPayload, keep) = appendHeaders(from: from, to: to, seq: seq, ack: ack, flags: flags, payloadLength: payload.count,
+                                               captureLimit: captureLimit, time: time)
+        if keep > 0, let src = payload.baseAddress { tcpPayload.copyMemory(from: src, byteCount: keep) }
+        used += keep
+        if used >= Self.flushThreshold { flush() }
+    }
+
+    /// A data packet of `count` bytes whose payload is not recorded (the kernel moved it,
+    /// and this leg cuts payloads): the headers, lengths and sequence numbers only.
+    func appendUnrecorded(from: PcapEndpoint, to: PcapEndpoint, seq: UInt32, ack: UInt32, count: Int, time: UInt64) {
+        _ = appendHeaders(from: from, to: to, seq: seq, ack: ack, flags: Self.psh, payloadLength: count,
+                          captureLimit: Self.frameOverhead(v6: from.v6), time: time)
+        if used >= Self.flushThreshold { flush() }
+    }
+
+    /// A whole data packet of `count` bytes whose payload lies in `pipe` (the kernel moved
+    /// it, and this leg records it): this loop's pending packets and the packet's headers
+    /// are written, then the payload is spliced from the pipe into the file after them, all
+    /// under the file's lock, so no other loop's batch comes between.
+    func appendFromPipe(from: PcapEndpoint, to: PcapEndpoint, seq: UInt32, ack: UInt32, count: Int, pipe: Int32, time: UInt64) {
+        _ = appendHeaders(from: from, to: to, seq: seq, ack: ack, flags: Self.psh, payloadLength: count, captureLimit: nil, time: time)
+        file.write(UnsafeRawBufferPointer(rebasing: storage[0..<used]), thenFromPipe: pipe, count: count)
+        used = 0
+    }
+
+    /// Builds one packet's record, link, IP and TCP headers at the end of the batch, for a
+    /// TCP payload of `payloadLength` bytes, and counts them as used; returns where the
+    /// payload goes and how many of its bytes the record keeps (the caller copies them and
+    /// counts them).
+    private func appendHeaders(from: PcapEndpoint, to: PcapEndpoint, seq: UInt32, ack: UInt32?, flags: UInt8,
+                               payloadLength: Int, captureLimit: Int?, time: UInt64) -> (UnsafeMutableRawPointer, Int) {
         let v6 = from.v6
         let ipLength = v6 ? 40 : 20
-        let frame = Self.frameOverhead(v6: v6) + payload.count
+        let frame = Self.frameOverhead(v6: v6) + payloadLength
         let captured = min(frame, captureLimit ?? frame)
-        if used + 16 + captured > Self.capacity { flush() }
+        if used + 16 + min(captured, Self.frameOverhead(v6: v6) + Self.maxSegment) > Self.capacity { flush() }
         let p = storage.baseAddress! + used
         // Record header, host byte order (the global header's magic says which).
         p.storeBytes(of: UInt32(truncatingIfNeeded: time / 1_000_000_000), toByteOffset: 0, as: UInt32.self)
@@ -54,7 +85,7 @@ final class PcapBatch: @unchecked Sendable {
         // DLT_NULL: the address family in host order; 24 is what BSD and tshark use for IPv6.
         p.storeBytes(of: UInt32(v6 ? 24 : 2), toByteOffset: 16, as: UInt32.self)
         let ip = p + 20
-        let tcpAndPayload = 20 + payload.count
+        let tcpAndPayload = 20 + payloadLength
         if v6 {
             ip.storeBytes(of: UInt32(6 << 28).bigEndian, toByteOffset: 0, as: UInt32.self)
             ip.storeBytes(of: UInt16(tcpAndPayload).bigEndian, toByteOffset: 4, as: UInt16.self)
@@ -80,10 +111,8 @@ final class PcapBatch: @unchecked Sendable {
         tcp.storeBytes(of: (UInt16(5 << 12) | UInt16(flags | (ack == nil ? 0 : Self.ack))).bigEndian, toByteOffset: 12, as: UInt16.self)
         tcp.storeBytes(of: UInt16.max, toByteOffset: 14, as: UInt16.self)  // window: no flow control to show
         tcp.storeBytes(of: UInt32(0), toByteOffset: 16, as: UInt32.self)  // checksum (not computed) and urgent pointer
-        let keep = captured - Self.frameOverhead(v6: v6)
-        if keep > 0, let src = payload.baseAddress { (tcp + 20).copyMemory(from: src, byteCount: keep) }
-        used += 16 + captured
-        if used >= Self.flushThreshold { flush() }
+        used += 16 + Self.frameOverhead(v6: v6)
+        return (tcp + 20, captured - Self.frameOverhead(v6: v6))
     }
 
     /// RFC 791's header checksum, so tools that verify it find nothing wrong.

@@ -1,3 +1,4 @@
+import CSplice
 import NIOConcurrencyHelpers
 #if canImport(Glibc)
 import Glibc
@@ -14,13 +15,24 @@ final class PcapFile: @unchecked Sendable {
     let lock = NIOLock()
     /// The first write error; recording stops there (the relay goes on).
     private var failedErrno: Int32 = 0
+    /// Whether payloads may be spliced into the file from a pipe: a regular file (into a
+    /// FIFO or a terminal, splice from nbdtap's non-blocking pipes would not wait for room
+    /// as write(2) does); false also once splice(2) refused it. Otherwise they are copied
+    /// through `scratch`.
+    private(set) var takesSplices: Bool
+    /// For payloads copied out of a pipe (or thrown away) instead of spliced.
+    private var scratch: UnsafeMutableRawBufferPointer?
 
     init(path: String) throws(PcapRecorder.OpenError) {
         self.path = path
         // 0600: the capture holds every byte of block data that crossed the proxy.
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw PcapRecorder.OpenError(path: path, errno: errno) }
+        var st = stat()
+        takesSplices = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
+
+    deinit { scratch?.deallocate() }
 
     /// The global header, as tcpdump writes it: microsecond timestamps, DLT_NULL (the BSD
     /// loopback header: a 4-byte address family in host order), and the snapshot length.
@@ -38,23 +50,81 @@ final class PcapFile: @unchecked Sendable {
 
     /// Writes one batch of whole packets; after the first failure, drops them.
     func write(_ bytes: UnsafeRawBufferPointer) {
+        lock.withLock { writeLocked(bytes) }
+    }
+
+    /// Writes `bytes` (a batch ending in a packet's headers), then that packet's payload:
+    /// the `count` bytes at the head of `pipe`, which are always taken out of it (spliced,
+    /// copied, or after a failure thrown away), so the pipe is empty for its next use.
+    func write(_ bytes: UnsafeRawBufferPointer, thenFromPipe pipe: Int32, count: Int) {
         lock.withLock {
-            guard failedErrno == 0, var p = bytes.baseAddress else { return }
-            var left = bytes.count
-            while left > 0 {
-                let n = Glibc.write(fd, p, left)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failedErrno = errno
-                    // Said at once: a full disk should not go unnoticed until exit.
-                    var line = "nbdtap: --pcap \(path): \(String(cString: strerror(failedErrno))); recording stopped, relaying goes on\n"
-                    line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
-                    return
+            writeLocked(bytes)
+            var left = count
+            while left > 0 && failedErrno == 0 && takesSplices {
+                let n = nbdtap_splice(pipe, fd, left)
+                if n > 0 {
+                    left -= n
+                } else if n < 0 && errno == EINTR {
+                    continue
+                } else if n < 0 && (errno == EINVAL || errno == ENOSYS) {
+                    takesSplices = false
+                } else {
+                    failed(n < 0 ? errno : EIO)
                 }
-                p += n
+            }
+            // Copied (the file refused splices) or thrown away (recording stopped).
+            while left > 0 {
+                let room = scratchBuffer()
+                let n = read(pipe, room.baseAddress, min(left, room.count))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }  // cannot happen: the pipe holds the bytes
+                writeLocked(UnsafeRawBufferPointer(rebasing: room[0..<n]))
                 left -= n
             }
         }
+    }
+
+    /// Takes `count` bytes out of `pipe` without recording them.
+    func discard(fromPipe pipe: Int32, count: Int) {
+        lock.withLock {
+            var left = count
+            while left > 0 {
+                let room = scratchBuffer()
+                let n = read(pipe, room.baseAddress, min(left, room.count))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                left -= n
+            }
+        }
+    }
+
+    private func scratchBuffer() -> UnsafeMutableRawBufferPointer {
+        if let scratch { return scratch }
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
+        scratch = b
+        return b
+    }
+
+    private func writeLocked(_ bytes: UnsafeRawBufferPointer) {
+        guard failedErrno == 0, var p = bytes.baseAddress else { return }
+        var left = bytes.count
+        while left > 0 {
+            let n = Glibc.write(fd, p, left)
+            if n < 0 {
+                if errno == EINTR { continue }
+                failed(errno)
+                return
+            }
+            p += n
+            left -= n
+        }
+    }
+
+    private func failed(_ e: Int32) {
+        failedErrno = e
+        // Said at once: a full disk should not go unnoticed until exit.
+        var line = "nbdtap: --pcap \(path): \(String(cString: strerror(e))); recording stopped, relaying goes on\n"
+        line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
 
     /// Closes the file; the first write error, if there was one.

@@ -154,6 +154,41 @@ final class PcapLegHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Payload bytes the kernel moved on this leg (read from its peer, or sent to it),
+    /// which NIO never saw: packets of at most `maxSegment` bytes, whole with their payload
+    /// spliced from `contents` when this leg records payloads whole, headers and lengths
+    /// only when it cuts them. Returns how many bytes it took from `contents`.
+    func recordMoved(_ count: Int, sent: Bool, contents: Int32?) -> Int {
+        guard count > 0, closeState == .open, let local, let remote else { return 0 }
+        let (from, to) = sent ? (local, remote) : (remote, local)
+        let ack = sent ? readNext : sentNext
+        var seq = sent ? sentNext : readNext
+        let pipe = cut.isWhole ? contents : nil
+        let t = wallClockNanoseconds()
+        var at = 0
+        while at < count {
+            let n = min(PcapBatch.maxSegment, count - at)
+            if let pipe {
+                batch.appendFromPipe(from: from, to: to, seq: seq, ack: ack, count: n, pipe: pipe, time: t)
+            } else {
+                batch.appendUnrecorded(from: from, to: to, seq: seq, ack: ack, count: n, time: t)
+            }
+            seq &+= UInt32(truncatingIfNeeded: n)
+            at += n
+        }
+        if let cutter {
+            if sent {
+                sentOffset += UInt64(count)
+                cutter.passed(sentDirection, leg: 1, upTo: sentOffset)
+            } else {
+                readOffset += UInt64(count)
+                cutter.passed(readDirection, leg: 0, upTo: readOffset)
+            }
+        }
+        if sent { sentNext = seq } else { readNext = seq }
+        return pipe == nil ? 0 : count
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? ChannelEvent, e == .inputClosed, closeState == .open { closeState = .closedByPeer }
         context.fireUserInboundEventTriggered(event)

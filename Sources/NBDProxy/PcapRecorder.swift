@@ -106,24 +106,3 @@ enum PcapLegCut {
         }
     }
 }
-
-/// One connection's recording: the handlers for its two legs.
-struct PcapConnection {
-    let id: Int
-    let batch: PcapBatch
-    let client: PcapLegCut
-    let upstream: PcapLegCut
-    let cutter: PcapSnapCutter?
-
-    /// The handler for the client's channel (nbdtap is the server there).
-    func clientLegHandler() -> PcapLegHandler {
-        PcapLegHandler(batch: batch, nbdtapIsServer: true, standIns: PcapRecorder.standIns(leg: 1, connection: id),
-                       cut: client, cutter: cutter)
-    }
-
-    /// The handler for the upstream channel (nbdtap is the client there).
-    func upstreamLegHandler() -> PcapLegHandler {
-        PcapLegHandler(batch: batch, nbdtapIsServer: false, standIns: PcapRecorder.standIns(leg: 2, connection: id),
-                       cut: upstream, cutter: cutter)
-    }
-}

@@ -131,7 +131,9 @@ public final class ProxyServer: @unchecked Sendable {
         if let rate = config.policy.rate { session.shaper = RateShaper(rate, shared: sharedRate) }
         poller.connections.add(1, ordering: .relaxed)
         if poller.enabled { session.poller = poller }
-        session.splicing = config.splicePayloads && pcap == nil
+        session.recording = recording
+        session.splicing = config.splicePayloads && (recording?.allowsKernelPath ?? true)
+        // The direct loop's reads and sends bypass the pipeline, where the legs are recorded.
         session.direct = config.directRelay && pcap == nil
         session.directBytes = directBytes
         session.splicedBytes = splicedBytes

@@ -57,6 +57,8 @@ final class ProxySession {
     var splicing = false
     /// The pipe that path uses, made on first use.
     var splicer: PayloadSplicer?
+    /// `--pcap`: this connection's legs, told of the bytes the kernel path moves past them.
+    var recording: PcapConnection?
     /// The proxy's count of bytes moved that way.
     var splicedBytes: ByteTally?
     /// Small messages are relayed by the direct loop (RelayHandler+Direct.swift) where it
@@ -169,9 +171,16 @@ final class ProxySession {
         return true
     }
 
+    /// How much of the `ahead` payload bytes the kernel path may move. All, unless a
+    /// recording cuts payloads: then the last byte is left for NIO to read, so that it is
+    /// recorded with its contents (`PcapSnapCutter` keeps each payload's last byte whole).
+    func spliceLimit(_ ahead: UInt64) -> UInt64 {
+        recording?.cutter == nil || ahead == 0 ? ahead : ahead - 1
+    }
+
     func payloadSplicer() -> PayloadSplicer? {
         if splicer == nil {
-            splicer = PayloadSplicer()
+            splicer = PayloadSplicer(copying: recording?.wantsContents ?? false)
             if splicer == nil { splicing = false }
         }
         return splicer

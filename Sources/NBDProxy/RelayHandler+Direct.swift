@@ -208,9 +208,9 @@ struct DirectLoop {
     /// when it moved what there was (the loop goes on), or why the loop must stop.
     mutating func splicePayload(_ d: StreamDirection, _ src: Int32, _ dst: Int32, _ destination: RelayHandler) -> DirectLoop.Stop? {
         guard session.splicing else { return nil }
-        let ahead = session.tap.decoder.payloadAhead(d)
+        let ahead = session.spliceLimit(session.tap.decoder.payloadAhead(d))
         guard ahead >= RelayHandler.kernelMinimum, let splicer = session.payloadSplicer() else { return nil }
-        let moved = splicer.move(from: src, to: dst, limit: ahead, allocator: allocator)
+        let moved = splicer.move(from: src, to: dst, limit: ahead, direction: d, recording: session.recording, allocator: allocator)
         guard session.account(moved, d) else { return .closing }
         if let rest = moved.leftover, rest.readableBytes > 0 {
             destination.context?.writeAndFlush(destination.wrapOutboundOut(rest), promise: nil)

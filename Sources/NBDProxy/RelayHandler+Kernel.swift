@@ -17,8 +17,8 @@ extension RelayHandler {
     static let smallReads = FixedSizeRecvByteBufferAllocator(capacity: 512)
 
     /// Whether the kernel path applies to this connection now: nothing needs the
-    /// payloads' bytes (no policy layer or TLS termination, no `--pcap`, no `--rate`), and
-    /// no shutdown is under way.
+    /// payloads' bytes in user space (no policy layer or TLS termination, no `--rate`; a
+    /// `--pcap` recording takes them from the kernel), and no shutdown is under way.
     var kernelPathApplies: Bool {
         session.splicing && session.engine == nil && session.shaper == nil && !session.draining && !session.closing
     }
@@ -30,20 +30,21 @@ extension RelayHandler {
             smallReadsWanted(false, context)
             return
         }
-        var ahead = session.tap.decoder.payloadAhead(direction)
+        var ahead = session.spliceLimit(session.tap.decoder.payloadAhead(direction))
         // Whether NIO holds nothing for the partner: splicing before its queue would reorder.
         var partnerEmpty = ((try? p.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 1) == 0
         if ahead >= Self.kernelMinimum && partnerEmpty, let splicer = session.payloadSplicer() {
             let (source, destination) = direction == .clientToServer
                 ? (session.clientDescriptor, session.upstreamDescriptor)
                 : (session.upstreamDescriptor, session.clientDescriptor)
-            let moved = splicer.move(from: source, to: destination, limit: ahead, allocator: context.channel.allocator)
+            let moved = splicer.move(from: source, to: destination, limit: ahead, direction: direction,
+                                     recording: session.recording, allocator: context.channel.allocator)
             guard session.account(moved, direction) else { return }
             if let rest = moved.leftover, rest.readableBytes > 0 {
                 p.writeAndFlush(wrapOutboundOut(rest), promise: nil)
                 partnerEmpty = false
             }
-            ahead = session.tap.decoder.payloadAhead(direction)
+            ahead = session.spliceLimit(session.tap.decoder.payloadAhead(direction))
         }
         // Small reads only while the kernel can take the data: not while NIO still holds
         // bytes for the partner (the payload then goes NIO's way, in large reads).

@@ -136,13 +136,15 @@ final class Scratch {
     /// An in-process proxy in front of `upstream`, logging in nbdkit format to proxy.log.
     /// `listen` defaults to a Unix socket in the scratch dir; `idlePoll` to the CLI's default.
     func proxy(upstream: NBDURI.Endpoint, name: String = "proxy", logFormat: LogFormat = .nbdkit,
-               listen: NBDURI.Endpoint? = nil, idlePoll: Int? = nil, splice: Bool = true, direct: Bool = true) throws -> RunningProxy {
+               listen: NBDURI.Endpoint? = nil, idlePoll: Int? = nil, splice: Bool = true, direct: Bool = true,
+               pcap: PcapRecorder? = nil) throws -> RunningProxy {
         let sink = try LogSink.open(path("\(name).log"))
         var config = ProxyConfiguration(listen: listen ?? .unix(path: path("\(name).sock")), upstream: upstream, logFormat: logFormat)
         if let idlePoll { config.idlePollMicroseconds = idlePoll }
         config.splicePayloads = splice
         config.directRelay = direct
         let server = ProxyServer(config: config, sink: sink, threads: 2)
+        server.pcap = pcap
         let bound = try server.start()
         return RunningProxy(server: server, sink: sink, endpoint: bound, logPath: path("\(name).log"))
     }
@@ -220,6 +222,7 @@ final class RunningProxy {
         stopped = true
         server.shutdown()
         sink.close()
+        try? server.pcap?.close()
     }
 
     var log: String {

@@ -48,7 +48,7 @@ import Glibc
         let data = pattern(100_000)
         #expect(writeAll(srcIn, data) == data.count)
         let splicer = try #require(PayloadSplicer())
-        let moved = splicer.move(from: srcOut, to: dstIn, limit: 60_000, allocator: ByteBufferAllocator())
+        let moved = splicer.move(from: srcOut, to: dstIn, limit: 60_000, direction: .clientToServer, recording: nil, allocator: ByteBufferAllocator())
         #expect(moved.bytes == 60_000)
         #expect(moved.leftover == nil && !moved.lost && !moved.unsupported)
         #expect(readAll(dstOut) == Array(data[0..<60_000]))
@@ -68,7 +68,7 @@ import Glibc
         let data = pattern(150_000)
         #expect(writeAll(srcIn, data) == data.count)
         let splicer = try #require(PayloadSplicer())
-        let moved = splicer.move(from: srcOut, to: dstIn, limit: UInt64(data.count), allocator: ByteBufferAllocator())
+        let moved = splicer.move(from: srcOut, to: dstIn, limit: UInt64(data.count), direction: .clientToServer, recording: nil, allocator: ByteBufferAllocator())
         let leftover = try #require(moved.leftover)
         #expect(!moved.lost)
         #expect(leftover.readableBytes > 0)
@@ -83,7 +83,7 @@ import Glibc
         let (dstIn, dstOut) = try nonBlockingPair()
         defer { for fd in [srcIn, srcOut, dstIn, dstOut] { close(fd) } }
         let splicer = try #require(PayloadSplicer())
-        let moved = splicer.move(from: srcOut, to: dstIn, limit: 1000, allocator: ByteBufferAllocator())
+        let moved = splicer.move(from: srcOut, to: dstIn, limit: 1000, direction: .clientToServer, recording: nil, allocator: ByteBufferAllocator())
         #expect(moved.bytes == 0 && moved.sourceDry && moved.leftover == nil)
     }
 }
