@@ -491,6 +491,43 @@ class PersistentProxy(Path):
         PROCS.stop(self.proc)
 
 
+def build_floor_relay(tmp):
+    """bench/floor-relay.c, compiled into `tmp`: the least a proxy (or a recording proxy)
+    costs on this machine, for nbdtap's rows to be read against."""
+    floor = os.path.join(tmp, "floor-relay")
+    rc, _, _ = PROCS.run("cc-floor-relay", ["cc", "-O2", "-o", floor, os.path.join(ROOT, "bench", "floor-relay.c"),
+                                            "-lpthread"], stderr=os.path.join(tmp, "cc.err"))
+    if rc != 0:
+        raise RuntimeError(f"cannot build bench/floor-relay.c: {tail(os.path.join(tmp, 'cc.err'))}")
+    return floor
+
+
+class FloorRelay(PersistentProxy):
+    """floor-relay.c, started once; with `record`, it writes every byte it relays to a file
+    per connection in the output directory, deleted after each run."""
+
+    def __init__(self, key, label, floor, up_sock, splice, record):
+        self.record = record
+        self.prefix = None
+        argv = lambda c, s: ([floor] + (["--splice"] if splice else [])
+                             + (["--record", self.record_prefix(c)] if record else []) + [s, up_sock])
+        super().__init__(key, label, argv)
+
+    def record_prefix(self, ctx):
+        self.prefix = os.path.join(ctx.out_dir, f"{self.key}.bytes")
+        return self.prefix
+
+    def after_run(self, ctx):
+        res = super().after_run(ctx)
+        if self.prefix:
+            d, base = os.path.split(self.prefix)
+            files = [os.path.join(d, f) for f in os.listdir(d) if f.startswith(base + ".")]
+            res["pcap_bytes"] = sum(os.path.getsize(f) for f in files)
+            for f in files:
+                os.unlink(f)
+        return res
+
+
 class Workload:
     key = ""
     label = ""
@@ -616,9 +653,20 @@ def run_proxy_section(args, nbdtap):
     paths.append(PersistentProxy("qemu-nbd", "qemu-nbd -f raw (NBD URI as image)",
                                  lambda c, s: ["qemu-nbd", "-f", "raw", "-k", s, "--persistent", "-e", "16",
                                                unix_uri(up_sock)]))
-    if args.paths:
-        keep = args.paths.split(",")
-        paths = [p for p in paths if p.key in keep]
+    floors = [("floor-relay", "floor: a C relay, poll, read, write (bench/floor-relay.c)", False, False),
+              ("floor-splice", "floor: the C relay with splice(2)", True, False),
+              ("floor-record", "floor: the C relay writing every byte once to a file (tmpfs)", False, True),
+              ("floor-splice-record", "floor: the C relay with splice(2), tee(2) into the file", True, True)]
+    wanted = args.paths.split(",") if args.paths else None
+    if wanted is None or any(f[0] in wanted for f in floors):
+        floor = build_floor_relay(ctx.tmp)
+        paths += [FloorRelay(k, label, floor, up_sock, splice, record) for k, label, splice, record in floors]
+        notes.append("floor-*: bench/floor-relay.c, a C relay with no decoding, no log and no framing, one thread per "
+                     "connection: the least a proxy costs here (floor-relay, floor-splice), and the least a proxy that "
+                     "records every byte once costs (floor-record, floor-splice-record: the bytes alone, no pcap headers, "
+                     "into the same tmpfs). nbdtap's row ÷ its floor's is what nbdtap itself costs.")
+    if wanted:
+        paths = [p for p in paths if p.key in wanted]
     if any(p.key in ("direct-tcp", "tcpdump-direct") for p in paths):
         notes.append("direct over TCP and tcpdump-direct: a second nbdkit memory on 127.0.0.1 with the same data "
                      "(tcpdump cannot see Unix sockets); compare tcpdump-direct with direct over TCP of the same "
@@ -1108,7 +1156,7 @@ def main():
     ap.add_argument("--only", help="comma-separated sections: proxy, decode, replay, micro")
     ap.add_argument("--rounds", type=int, help="rounds of the proxy section (default 5, --quick 2)")
     ap.add_argument("--nbdtap", help="measure this nbdtap binary instead of building one")
-    ap.add_argument("--paths", help="proxy section: only these paths (direct,tap,tap-log,tap-log-copy,tap-metrics,tap-pcap,tap-pcap-both,tap-pcap-snaplen,direct-tcp,tcpdump-direct,nbdkit-nbd,qemu-nbd)")
+    ap.add_argument("--paths", help="proxy section: only these paths (direct,tap,tap-log,tap-log-copy,tap-metrics,tap-pcap,tap-pcap-both,tap-pcap-snaplen,direct-tcp,tcpdump-direct,nbdkit-nbd,qemu-nbd,floor-relay,floor-splice,floor-record,floor-splice-record)")
     ap.add_argument("--workloads", help="proxy section: only these workloads (e.g. nbdcopy-read-C4,fio-randread-qd1)")
     ap.add_argument("--recapture", action="store_true", help="decode section: remake the cached captures")
     ap.add_argument("--no-save", action="store_true", help="print only; write nothing under bench/results/")

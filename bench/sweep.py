@@ -73,11 +73,7 @@ def run_sweep_section(args, nbdtap, lib):
     os.unlink(src)
 
     # The floor: a relay that only makes the system calls any proxy must (floor-relay.c).
-    floor = os.path.join(ctx.tmp, "floor-relay")
-    rc, _, _ = lib.PROCS.run("cc-floor-relay", ["cc", "-O2", "-o", floor, os.path.join(lib.ROOT, "bench", "floor-relay.c"),
-                                                "-lpthread"], stderr=os.path.join(ctx.tmp, "cc.err"))
-    if rc != 0:
-        raise RuntimeError(f"cannot build bench/floor-relay.c: {lib.tail(os.path.join(ctx.tmp, 'cc.err'))}")
+    floor = lib.build_floor_relay(ctx.tmp)
     paths = [lib.Direct(), lib.NBDTapPath("tap-log", "nbdtap --log FILE (nbdkit format)", ["--log"]),
              lib.PersistentProxy("floor-relay", "a minimal C relay: poll, read, write (bench/floor-relay.c)",
                                  lambda c, s: [floor, s, up_sock]),
