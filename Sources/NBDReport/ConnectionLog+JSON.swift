@@ -124,9 +124,8 @@ extension ConnectionLog {
             o.string("reason", c.reason)
             o.number("stream_offset", event.streamOffset)
         case .gap(let n):
-            o = header(t, "gap")
-            o.string("from", event.direction == .clientToServer ? "client" : "server")
-            o.number("missing_bytes", n)
+            appendGap(PendingGap(time: t, direction: event.direction, bytes: n, holes: 1), to: &out)
+            return
         case .skipped(let n):
             o = header(t, "resync")
             o.string("from", event.direction == .clientToServer ? "client" : "server")

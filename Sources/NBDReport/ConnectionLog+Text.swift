@@ -38,7 +38,7 @@ extension ConnectionLog {
             guard c.occurrence == 1 else { return }
             line(t, "Compliance from=\(event.direction == .clientToServer ? "client" : "server") code=\(c.code.rawValue) seen_in=\(ShellQuote.quote(c.seenIn)) reason=\(ShellQuote.quote(c.reason))", &out)
         case .gap(let n):
-            line(t, "Gap from=\(event.direction == .clientToServer ? "client" : "server") missing=\(n)", &out)
+            appendGap(PendingGap(time: t, direction: event.direction, bytes: n, holes: 1), to: &out)
         case .skipped(let n):
             line(t, "Resync from=\(event.direction == .clientToServer ? "client" : "server") skipped=\(n)", &out)
         case .simpleReply, .replyChunk, .payload, .opaque, .closed:

@@ -14,6 +14,18 @@ public struct ConnectionLog {
     /// Prefix of every line (` connection=N `), precomputed as bytes.
     let tag: [UInt8]
     var stamp = TimestampCache()
+    /// Holes in a row, not yet logged: a payload a capture lacks comes as one hole per
+    /// packet (a snapshot length, the upstream leg of a payloads-once recording), so holes
+    /// with no other event between them are logged as one line, when the next event or
+    /// the end comes.
+    var pendingGap: PendingGap?
+
+    struct PendingGap {
+        var time: UInt64
+        var direction: StreamDirection
+        var bytes: UInt64
+        var holes: Int
+    }
 
     public init(connection: Int, format: LogFormat) {
         self.connection = connection
@@ -23,6 +35,17 @@ public struct ConnectionLog {
 
     /// Appends the lines for `event` (zero or more, each ending in a newline).
     public mutating func append(_ event: ConversationEvent, to out: inout [UInt8]) {
+        if case .gap(let n) = event.kind {
+            if let g = pendingGap, g.direction == event.direction {
+                pendingGap!.bytes &+= n
+                pendingGap!.holes += 1
+                return
+            }
+            flushGap(to: &out)
+            pendingGap = PendingGap(time: event.time, direction: event.direction, bytes: n, holes: 1)
+            return
+        }
+        flushGap(to: &out)
         switch format {
         case .nbdkit: appendText(event, to: &out)
         case .json: appendJSON(event, to: &out)
@@ -36,6 +59,7 @@ public struct ConnectionLog {
 
     /// Logs the end of the connection once, even when a front end saw only one side close.
     public mutating func appendDisconnect(time: UInt64, to out: inout [UInt8]) {
+        flushGap(to: &out)
         guard !disconnectLogged else { return }
         disconnectLogged = true
         switch format {
@@ -44,6 +68,28 @@ public struct ConnectionLog {
         case .json:
             var o = header(time, "disconnect")
             o.number("transactions", transactions)
+            out += o.finished + "\n"
+        }
+    }
+
+    /// Logs the holes held back, if any.
+    public mutating func flushGap(to out: inout [UInt8]) {
+        guard let g = pendingGap else { return }
+        pendingGap = nil
+        appendGap(g, to: &out)
+    }
+
+    /// One line for holes in a row: the bytes missing, and how many holes when more than one.
+    mutating func appendGap(_ g: PendingGap, to out: inout [UInt8]) {
+        let from = g.direction == .clientToServer ? "client" : "server"
+        switch format {
+        case .nbdkit:
+            line(g.time, "Gap from=\(from) missing=\(g.bytes)" + (g.holes > 1 ? " holes=\(g.holes)" : ""), &out)
+        case .json:
+            var o = header(g.time, "gap")
+            o.string("from", from)
+            o.number("missing_bytes", g.bytes)
+            if g.holes > 1 { o.number("holes", g.holes) }
             out += o.finished + "\n"
         }
     }
