@@ -30,6 +30,7 @@ extension RelayHandler {
             smallReadsWanted(false, context)
             return
         }
+        guard !waitingForPartner else { return }
         var ahead = session.spliceLimit(session.tap.decoder.payloadAhead(direction))
         // Whether NIO holds nothing for the partner: splicing before its queue would reorder.
         var partnerEmpty = ((try? p.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 1) == 0
@@ -46,9 +47,32 @@ extension RelayHandler {
             }
             ahead = session.spliceLimit(session.tap.decoder.payloadAhead(direction))
         }
+        if !partnerEmpty && ahead >= Self.kernelMinimum {
+            // NIO still holds bytes for the partner (a full receiver): the payload waits in
+            // the source socket, unread, until they are written, and is spliced then, rather
+            // than read into user space behind them.
+            waitForPartner(context, partner: p)
+            return
+        }
         // Small reads only while the kernel can take the data: not while NIO still holds
         // bytes for the partner (the payload then goes NIO's way, in large reads).
         smallReadsWanted(partnerEmpty && (ahead >= Self.kernelMinimum || largePayloadsFlowing), context)
+    }
+
+    /// Stops reading this side until NIO wrote what it holds for the partner (an empty
+    /// write's promise completes after the writes queued before it), then moves the
+    /// payload and reads again. The source's own socket buffer is the backpressure
+    /// meanwhile, as NIO's watermarks would be.
+    func waitForPartner(_ context: ChannelHandlerContext, partner p: ChannelHandlerContext) {
+        waitingForPartner = true
+        p.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { [weak self] _ in
+            guard let self else { return }
+            self.waitingForPartner = false
+            if let c = self.context, let p = self.partner?.context, self.session.splicing || self.readingSmall {
+                self.movePayloadInKernel(c, partner: p)
+            }
+            self.resume()
+        }
     }
 
     /// Switches NIO's read size, only when it changes (setting an option is a few

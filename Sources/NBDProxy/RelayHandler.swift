@@ -34,6 +34,9 @@ final class RelayHandler: ChannelInboundHandler {
     var heldBuffer: ByteBuffer?
     /// NIO reads once per wake-up on this channel (set once large payloads were seen).
     var onePerWakeUp = false
+    /// A payload is ahead and waits, unread, for NIO to write what it holds for the
+    /// partner (RelayHandler+Kernel.swift): this side reads again once that is done.
+    var waitingForPartner = false
 
     init(direction: StreamDirection, session: ProxySession) {
         self.direction = direction
@@ -113,7 +116,7 @@ final class RelayHandler: ChannelInboundHandler {
         p.flush()
         // Also once splicing stopped (splice refused, no pipe): reads go back to large ones.
         if session.splicing || readingSmall { movePayloadInKernel(context, partner: p) }
-        guard mayRead else {
+        guard mayRead, !waitingForPartner else {
             // Shutting down, or a hold keeps as much as it may: `resume` reads again when
             // that changes (it checks `mayRead` too).
             readPending = true
@@ -157,7 +160,8 @@ final class RelayHandler: ChannelInboundHandler {
     }
 
     func resume() {
-        guard readPending, throttledUntil == nil, mayRead, let c = context, let p = partner?.context, outputsHaveRoom(p, c) else { return }
+        guard readPending, throttledUntil == nil, mayRead, !waitingForPartner, let c = context, let p = partner?.context,
+              outputsHaveRoom(p, c) else { return }
         readPending = false
         c.read()
     }
