@@ -96,12 +96,17 @@ final class PcapLegHandler: ChannelDuplexHandler {
         record(buffer, from: remote, to: local, seq: &readNext, ack: sentNext, direction: readDirection, offset: &readOffset, leg: 0)
     }
 
+    /// Bytes nbdtap sent on this leg: through this handler on NIO's path, by the direct
+    /// loop's own send calls otherwise (RelayHandler+Direct.swift).
+    func recordSent(_ buffer: ByteBuffer) {
+        guard buffer.readableBytes > 0, let local, let remote else { return }
+        record(buffer, from: local, to: remote, seq: &sentNext, ack: readNext, direction: sentDirection, offset: &sentOffset, leg: 1)
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .byteBuffer(let buffer):
-            if buffer.readableBytes > 0, let local, let remote {
-                record(buffer, from: local, to: remote, seq: &sentNext, ack: readNext, direction: sentDirection, offset: &sentOffset, leg: 1)
-            }
+            recordSent(buffer)
         case .fileRegion:
             // The relay writes only buffers; a file region's bytes are not in memory here.
             break

@@ -133,8 +133,7 @@ public final class ProxyServer: @unchecked Sendable {
         if poller.enabled { session.poller = poller }
         session.recording = recording
         session.splicing = config.splicePayloads && (recording?.allowsKernelPath ?? true)
-        // The direct loop's reads and sends bypass the pipeline, where the legs are recorded.
-        session.direct = config.directRelay && pcap == nil
+        session.direct = config.directRelay
         session.directBytes = directBytes
         session.splicedBytes = splicedBytes
         session.clientDescriptor = clientFD

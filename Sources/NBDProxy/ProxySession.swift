@@ -57,12 +57,13 @@ final class ProxySession {
     var splicing = false
     /// The pipe that path uses, made on first use.
     var splicer: PayloadSplicer?
-    /// `--pcap`: this connection's legs, told of the bytes the kernel path moves past them.
+    /// `--pcap`: this connection's legs, told of the bytes the kernel path and the direct
+    /// loop move past their handlers.
     var recording: PcapConnection?
     /// The proxy's count of bytes moved that way.
     var splicedBytes: ByteTally?
     /// Small messages are relayed by the direct loop (RelayHandler+Direct.swift) where it
-    /// applies; false when the proxy was told not to, or `--pcap` records the legs.
+    /// applies; false when the proxy was told not to.
     var direct = false
     /// The direct loop's read buffer, kept between runs, and the proxy's count of the
     /// bytes it relayed.

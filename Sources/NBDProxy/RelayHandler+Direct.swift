@@ -23,8 +23,8 @@ import NIOCore
 /// spliced here as on NIO's path (the kernel path, RelayHandler+Kernel.swift).
 ///
 /// Where: only where nothing else needs the bytes (no layers or TLS termination, no
-/// `--pcap`, no `--rate`), and only while NIO holds nothing queued for either socket
-/// (writing past its queue would reorder the stream).
+/// `--rate`; `--pcap`'s legs are told of what the loop relays), and only while NIO holds
+/// nothing queued for either socket (writing past its queue would reorder the stream).
 extension RelayHandler {
     /// Bytes one read takes at most: several small messages, or a 4 KiB WRITE and more.
     static let directReadSize = 128 * 1024
@@ -175,6 +175,9 @@ struct DirectLoop {
             return .closing
         }
         session.directBytes?.add(UInt64(n))
+        // `--pcap`: the legs record what the loop relays, as their handlers do on NIO's path.
+        let legs = session.recording?.legs(d)
+        legs?.source?.recordRead(buffer)
         var written = 0
         while written < n {
             let w = buffer.withUnsafeReadableBytes { raw in
@@ -186,6 +189,7 @@ struct DirectLoop {
             if w < 0 && errno == EINTR { continue }
             break
         }
+        if written > 0, let out = legs?.destination { out.recordSent(buffer.getSlice(at: buffer.readerIndex, length: written)!) }
         if written < n {
             // Full (or failing) destination: NIO writes the rest, and reports a failure
             // through its own write as it does on its path.

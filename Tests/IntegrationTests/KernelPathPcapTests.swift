@@ -74,4 +74,38 @@ struct KernelPathPcapTests {
         #expect(try PcapSnaplenTests.statsRequests(s.path("d.json")).filter { $0.key != "DISC" } == nbdkit.mapValues { $0 * 2 })
         #expect(try !String(contentsOfFile: s.path("d.log"), encoding: .utf8).contains("Violation"))
     }
+
+    /// Small requests at depth: qemu-img bench's 4 KiB writes and reads go through the
+    /// direct loop's own reads and sends, which tell the legs what they relayed. tshark
+    /// finds every request on the client leg (recorded whole) and nbdtap decode on both
+    /// legs, as many as nbdkit's log has.
+    @Test(.enabled(if: Peers.enabled("qemu-img"))) func recordsWhatTheDirectLoopRelayed() throws {
+        let s = try Scratch()
+        let sock = try s.nbdkit(["memory", "64M"])
+        let pcap = s.path("px.pcap")
+        let proxy = try s.proxy(upstream: .unix(path: sock), pcap: try PcapRecorder(path: pcap, payloadsOnce: true))
+        for write in [true, false] {
+            let r = try s.run("qemu-img", ["bench", "-f", "raw", "-c", "2000", "-d", "8", "-s", "4k", "-S", "4k"]
+                              + (write ? ["-w", "--pattern=165"] : []) + [proxy.uri()])
+            #expect(r.status == 0, "\(r.output)")
+        }
+        #expect(proxy.server.bytesRelayedDirectly > 2000 * 4096, "\(proxy.server.bytesRelayedDirectly) bytes relayed directly")
+        proxy.stop()
+        let nbdkit = PcapSnaplenTests.nbdkitRequests(try String(contentsOfFile: s.path("nbdkit.log"), encoding: .utf8))
+        #expect(nbdkit["WRITE"] == 2000 && nbdkit["READ"] == 2000, "\(nbdkit)")
+        // NBD request types on the client legs (the stand-in 127.1.0.2 is nbdtap there).
+        let t = try s.run("sh", ["-c", "tshark -r '\(pcap)' -Y 'nbd.magic == 0x25609513 && ip.dst == 127.1.0.2' -T fields -e nbd.type 2>/dev/null"])
+        #expect(t.status == 0)
+        let types = t.output.split(separator: "\n").flatMap { $0.split(separator: ",") }.compactMap { Int($0) }
+        #expect(types.filter { $0 == 1 }.count == 2000 && types.filter { $0 == 0 }.count == 2000, "\(t.output.prefix(300))")
+        let decoded = try s.run(nbdtapBinary, ["decode", pcap, "--stats", s.path("d.json"), "--stats-format", "json", "--log", s.path("d.log")])
+        #expect(decoded.status == 0, "\(decoded.output)")
+        let counts = try PcapSnaplenTests.statsRequests(s.path("d.json"))
+        #expect(counts["WRITE"] == 4000 && counts["READ"] == 4000, "\(counts)")
+        #expect(try !String(contentsOfFile: s.path("d.log"), encoding: .utf8).contains("Violation"))
+        let expert = try s.run("tshark", ["-r", pcap, "-q", "-z", "expert,warn"])
+        for trouble in ["Previous segment", "ACKed segment", "out-of-order", "retransmission", "Malformed"] {
+            #expect(!expert.output.localizedCaseInsensitiveContains(trouble), "\(expert.output)")
+        }
+    }
 }
