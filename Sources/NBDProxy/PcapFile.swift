@@ -73,28 +73,26 @@ final class PcapFile: @unchecked Sendable {
                 }
             }
             // Copied (the file refused splices) or thrown away (recording stopped).
-            while left > 0 {
-                let room = scratchBuffer()
-                let n = read(pipe, room.baseAddress, min(left, room.count))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { break }  // cannot happen: the pipe holds the bytes
-                writeLocked(UnsafeRawBufferPointer(rebasing: room[0..<n]))
-                left -= n
-            }
+            takeLocked(left, fromPipe: pipe, writing: true)
         }
     }
 
     /// Takes `count` bytes out of `pipe` without recording them.
     func discard(fromPipe pipe: Int32, count: Int) {
-        lock.withLock {
-            var left = count
-            while left > 0 {
-                let room = scratchBuffer()
-                let n = read(pipe, room.baseAddress, min(left, room.count))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { break }
-                left -= n
-            }
+        lock.withLock { takeLocked(count, fromPipe: pipe, writing: false) }
+    }
+
+    /// Reads `count` bytes out of `pipe` through `scratch`, writing them to the file when
+    /// `writing` (`writeLocked` drops them once recording stopped).
+    private func takeLocked(_ count: Int, fromPipe pipe: Int32, writing: Bool) {
+        var left = count
+        while left > 0 {
+            let room = scratchBuffer()
+            let n = read(pipe, room.baseAddress, min(left, room.count))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }  // cannot happen: the pipe holds the bytes
+            if writing { writeLocked(UnsafeRawBufferPointer(rebasing: room[0..<n])) }
+            left -= n
         }
     }
 

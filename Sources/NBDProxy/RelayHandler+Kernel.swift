@@ -55,7 +55,8 @@ extension RelayHandler {
             return
         }
         // Small reads only while the kernel can take the data: not while NIO still holds
-        // bytes for the partner (the payload then goes NIO's way, in large reads).
+        // bytes for the partner (what follows, at most the short rest of a payload, then
+        // goes NIO's way, in large reads).
         smallReadsWanted(partnerEmpty && (ahead >= Self.kernelMinimum || largePayloadsFlowing), context)
     }
 
