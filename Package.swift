@@ -82,6 +82,9 @@ let package = Package(
         /// splice(2) and pipe sizing for the proxy's kernel path: glibc declares them only
         /// under _GNU_SOURCE, which Swift's Glibc module does not define.
         .target(name: "CSplice"),
+        /// A SIGBUS guard for mapped capture files another process shrinks while they are
+        /// read: a signal handler has to be C.
+        .target(name: "CMapGuard"),
         /// pcap input and TCP reassembly. Release builds skip Swift's run-time exclusivity
         /// checks here (debug builds and tests keep them): they were ~15% of decoding a
         /// 916 MB capture of 4 KiB requests (1.12 s -> 0.93 s), mostly in NIO's ByteBuffer
@@ -89,7 +92,7 @@ let package = Package(
         /// flag does not stop other packages depending on NBDProtocol or NBDConversation.
         .target(
             name: "NBDCapture",
-            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "CPcap", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["NBDProtocol", "NBDConversation", "NBDReport", "CPcap", "CMapGuard", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         /// Replay: a recorded workload re-driven against any server, its answers compared.

@@ -69,6 +69,9 @@ public final class MappedCapture {
     /// file is damaged). The frame's bytes are valid until the next call.
     public func next() -> MappedFrame? {
         guard status == .reading else { return nil }
+        // The last frame's bytes were read by the caller after it was handed out; if the
+        // file shrank under them, they were zeros, and that frame is where reading ends.
+        if stopIfShrunk(frame: frameCount) { return nil }
         let outcome: RecordOutcome
         switch format {
         case .pcap(var records):
@@ -83,6 +86,7 @@ public final class MappedCapture {
             status = .endOfFile
             return nil
         case .damaged(let message):
+            if stopIfShrunk(frame: frameCount + 1) { return nil }
             status = .error(message: message, frame: frameCount + 1)
             return nil
         case .frame(let timestamp, let originalLength, let linkType, let offset, let capturedLength):
@@ -92,9 +96,19 @@ public final class MappedCapture {
                 status = .error(message: "the file ended at byte \(file.size) while it was read", frame: frameCount + 1)
                 return nil
             }
+            if stopIfShrunk(frame: frameCount + 1) { return nil }
             frameCount += 1
             return MappedFrame(frameNumber: frameCount, timestamp: timestamp, originalLength: originalLength,
                                linkType: linkType, bytes: bytes)
         }
+    }
+
+    /// Ends reading with a message when the file was found shrunk (`MappedFile.shrunk`):
+    /// what was read from it since is zeros, not the file.
+    private func stopIfShrunk(frame: Int) -> Bool {
+        guard let offset = file.shrunk else { return false }
+        status = .error(message: "the file shrank to \(file.available(from: 0)) bytes while it was read (byte \(offset) was gone)",
+                        frame: max(frame, 1))
+        return true
     }
 }

@@ -1,3 +1,4 @@
+import CMapGuard
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,8 +14,11 @@ import Glibc
 ///   touches (payload the decoder skips) are never faulted in at all.
 /// - Bytes are handed out only below the file's size as last seen by `fstat`, and the size
 ///   is looked at again before refusing a range, so a file still being written reads like
-///   libpcap reads it (up to what exists). A file *shrunk* by another process while it is
-///   mapped would fault on access (SIGBUS); nbdtap does not guard against that.
+///   libpcap reads it (up to what exists).
+/// - A file *shrunk* by another process while it is mapped faults on access (SIGBUS),
+///   which would kill the process: no file may do that. Each window is registered with a
+///   guard (CMapGuard) whose handler maps zeros over such a page and notes where;
+///   `shrunk` says so, and the reader stops there with a message and what it has.
 final class MappedFile {
     /// The descriptor is owned by the caller (the `FILE` it came from), not closed here.
     private let descriptor: Int32
@@ -25,6 +29,8 @@ final class MappedFile {
     private var windowLength = 0
     /// Why the last mapping failed (`mmap`'s errno), for the reader's message.
     private(set) var mapError: String?
+    /// This reader's slot in the SIGBUS guard (-1: none free, unguarded).
+    private let guardSlot: Int32
 
     /// Bytes mapped at once: large enough that remapping is rare, small next to the
     /// 64 MB that decoding should stay under.
@@ -37,9 +43,30 @@ final class MappedFile {
         guard fstat(descriptor, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         self.descriptor = descriptor
         self.size = Int(st.st_size)
+        self.guardSlot = nbdtap_map_guard_acquire()
     }
 
-    deinit { unmap() }
+    deinit {
+        unmap()
+        nbdtap_map_guard_release(guardSlot)
+    }
+
+    /// The file offset of the first read that found the file shrunk under a window (it read
+    /// zeros), or nil. Checked by the reader before it trusts bytes it handed out; it stays
+    /// set, since nothing after it can be trusted either.
+    var shrunk: Int? {
+        if shrunkAt == nil { latchFault() }
+        return shrunkAt
+    }
+    private var shrunkAt: Int?
+
+    /// Turns the guard's faulting address into a file offset while the window it lies in
+    /// is still the current one.
+    private func latchFault() {
+        let address = nbdtap_map_guard_fault(guardSlot)
+        guard address != 0, let window else { return }
+        shrunkAt = windowStart + (Int(bitPattern: UInt(address)) - Int(bitPattern: window))
+    }
 
     /// The `count` bytes at `offset`, valid until the next call; nil when the file ends
     /// before them (`available(from:)` says how many there are) or cannot be mapped
@@ -77,6 +104,7 @@ final class MappedFile {
             return false
         }
         _ = madvise(p, length, MADV_SEQUENTIAL)
+        nbdtap_map_guard_set(guardSlot, p, length)
         window = p
         windowStart = start
         windowLength = length
@@ -84,7 +112,11 @@ final class MappedFile {
     }
 
     private func unmap() {
-        if let window { munmap(window, windowLength) }
+        if let window {
+            if shrunkAt == nil { latchFault() }
+            nbdtap_map_guard_set(guardSlot, nil, 0)
+            munmap(window, windowLength)
+        }
         window = nil
         windowLength = 0
     }

@@ -275,6 +275,63 @@ struct MappedCaptureTests {
         }
     }
 
+    /// A file cut short by someone else while it is being read: touching the mapped pages
+    /// past its new end would raise SIGBUS and kill the process. The reader instead stops
+    /// with a message; the frames before the cut are libpcap's frames of the whole file.
+    @Test(arguments: ["pcap", "pcapng"])
+    func fileShrunkWhileReadStopsWithAMessage(_ form: String) throws {
+        let tmp = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let source = capturesDir.appendingPathComponent("qemu10-mixed/session.pcap").path
+        let path = tmp.appendingPathComponent("cut.\(form)").path
+        if form == "pcapng" {
+            try #require(try runTool("/usr/bin/editcap", ["-F", "pcapng", source, path]) == 0)
+        } else {
+            try FileManager.default.copyItem(atPath: source, toPath: path)
+        }
+        let whole = viaLibpcap(path).frames
+        try #require(whole.count > 100)
+        let m = try MappedCapture(file: path)
+        var got: [Frame] = []
+        while got.count < whole.count / 2, let f = m.next() {
+            got.append(Frame(number: f.frameNumber, time: f.timestamp, captured: f.capturedLength, original: f.originalLength,
+                             linkType: f.linkType.rawValue, bytes: Array(f.bytes)))
+        }
+        try #require(got.count == whole.count / 2 && m.status == .reading)
+        #expect(got == Array(whole.prefix(got.count)))
+        // Far below where reading stands, so every page from there on is gone.
+        try #require(truncate(path, 64 << 10) == 0)
+        var after = 0
+        while m.next() != nil { after += 1 }
+        guard case let .error(message, frame) = m.status else {
+            Issue.record("status \(m.status) after \(after) more frames")
+            return
+        }
+        #expect(message.contains("the file shrank to 65536 bytes while it was read"), "\(message)")
+        #expect(frame >= got.count && frame <= got.count + 1, "frame \(frame), \(got.count) read before the cut")
+        #expect(after == 0, "\(after) frames read from a file that was gone")
+    }
+
+    /// The guard only turns faults in a reader's own window into zeros: a bus error
+    /// anywhere else (here a mapping of nbdtap's caller, its file shrunk) still ends the
+    /// process by SIGBUS, as it would without the guard.
+    @Test func busErrorsOutsideTheReadersStillCrash() async {
+        await #expect(processExitsWith: .signal(SIGBUS)) {
+            let dir = try temporaryDirectory()
+            let capture = capturesDir.appendingPathComponent("oldstyle/session.pcap").path
+            let reader = try MappedCapture(file: capture)  // installs the guard's handler
+            _ = reader.next()
+            let path = dir.appendingPathComponent("other").path
+            try Data(repeating: 7, count: 1 << 20).write(to: URL(fileURLWithPath: path))
+            let fd = open(path, O_RDONLY)
+            guard fd >= 0, let p = mmap(nil, 1 << 20, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else { return }
+            _ = truncate(path, 0)
+            try FileManager.default.removeItem(at: dir)  // the mapping outlives the name
+            let byte = p.load(fromByteOffset: 512 << 10, as: UInt8.self)
+            print("read \(byte) past the end of a shrunk file", reader.frameCount)
+        }
+    }
+
     // MARK: - Decoding through both readers
 
     struct Decoded: Equatable {
