@@ -71,7 +71,7 @@ public final class PcapRecorder: @unchecked Sendable {
     /// payloads are).
     func connection(_ id: Int, loop: EventLoop) -> PcapConnection {
         PcapConnection(id: id, batch: batch(for: loop), client: legs.client, upstream: legs.upstream,
-                       cutter: legs.client.isWhole && legs.upstream.isWhole ? nil : PcapSnapCutter())
+                       cutter: legs.client.isWhole && legs.upstream.isWhole ? nil : PcapSnapCutter(cutsOpaque: snaplen != nil))
     }
 
     static func standIns(leg: Int, connection: Int) -> (client: SocketAddress, server: SocketAddress) {

@@ -25,6 +25,13 @@ final class PcapSnapCutter: ConversationObserver, @unchecked Sendable {
     /// are then recorded whole), so a leg that stops recording cannot grow this.
     static let limit = 65536
     var spans = [Spans(), Spans()]
+    /// Whether bytes after STARTTLS (opaque TLS records, which nbdtap relays unread) are
+    /// cut like payloads: with `--pcap-snaplen`, as tcpdump's `-s` cuts every packet, so a
+    /// TLS session is not recorded whole in small packets. Payloads-once recording keeps
+    /// them whole on both legs (nbdtap cannot tell which bytes in them are payload).
+    let cutsOpaque: Bool
+
+    init(cutsOpaque: Bool) { self.cutsOpaque = cutsOpaque }
 
     static func index(_ d: StreamDirection) -> Int {
         switch d {
@@ -35,21 +42,33 @@ final class PcapSnapCutter: ConversationObserver, @unchecked Sendable {
 
     func observe(_ events: [ConversationEvent], connection: Int) {
         for e in events {
-            if case .payload(_, let span) = e.kind, span.length > 0 { add(span) }
+            switch e.kind {
+            case .payload(_, let span) where span.length > 0:
+                add(span)
+            case .opaque(let span) where cutsOpaque && span.length > 0:
+                add(span, keepingLastByte: false)
+            case .serverGreeting, .clientFlags, .option, .optionReply, .exportNameReply, .transmissionStarted, .request,
+                 .simpleReply, .replyChunk, .payload, .completed, .tlsStarted, .opaque, .violation, .compliance, .gap,
+                 .skipped, .closed:
+                break
+            }
         }
     }
 
-    func add(_ span: StreamSpan) {
+    /// A payload's last byte is recorded whole (`keepingLastByte`): `nbdtap decode`
+    /// finishes a payload (and completes its request) on a byte it reads, not at the end
+    /// of a hole, so a cut that ended exactly where the payload ends would leave a
+    /// connection's last READ unfinished. Opaque bytes complete nothing.
+    func add(_ span: StreamSpan, keepingLastByte: Bool = true) {
         var s = spans[Self.index(span.direction)]
         spans[Self.index(span.direction)] = Spans()  // keeps the arrays uniquely held while edited
         var start = span.offset
         if let last = s.ends.last, last > start { start = last }
-        // The payload's last byte is recorded whole: `nbdtap decode` finishes a payload
-        // (and completes its request) on a byte it reads, not at the end of a hole, so a
-        // cut that ended exactly where the payload ends would leave a connection's last
-        // READ unfinished.
-        let end = span.offset + span.length - 1
-        if end > start {
+        let end = span.offset + span.length - (keepingLastByte ? 1 : 0)
+        if !keepingLastByte, s.ends.count > s.head, s.ends[s.ends.count - 1] == start {
+            // Opaque bytes come read by read, each span where the last ended: one span.
+            s.ends[s.ends.count - 1] = max(end, start)
+        } else if end > start {
             s.starts.append(start)
             s.ends.append(end)
             if s.starts.count - s.head > Self.limit { s.head += 1 }

@@ -183,6 +183,50 @@ struct PcapSnaplenTests {
         #expect(try !String(contentsOfFile: s.path("d.log"), encoding: .utf8).contains("Violation"))
     }
 
+    /// STARTTLS passed through: after the ACK the streams are TLS records nbdtap cannot
+    /// read, so no payload spans are known; with a snapshot length every packet of them
+    /// is cut as tcpdump's `-s` would, instead of the whole session being recorded in
+    /// small packets. nbdkit's log says the 1 MiB write and read happened; the records'
+    /// original lengths carry them, their captured bytes do not; `nbdtap decode` reads the
+    /// cut file without a violation.
+    @Test func starttlsPassthroughIsCutToo() throws {
+        let s = try Scratch()
+        let psk = s.path("keys.psk")
+        try "alice:4e4244544150207465737420505348206b6579206f6e6c792c206e6f74207365\n".write(toFile: psk, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: psk)
+        let sock = try s.nbdkit(["--tls=require", "--tls-psk=\(psk)", "memory", "16M"])
+        let script = """
+            h.set_tls(nbd.TLS_REQUIRE)
+            h.set_tls_psk_file("\(psk)")
+            h.set_tls_username("alice")
+            h.connect_uri(os.environ["uri"])
+            block = bytes(range(256)) * 4096
+            h.pwrite(block, 0)
+            assert h.pread(1 << 20, 0) == block
+            print("tls", h.get_tls_negotiated())
+            h.shutdown()
+            """
+        try script.write(toFile: s.path("client.py"), atomically: true, encoding: .utf8)
+        let pcap = s.path("px.pcap")
+        let r = try s.run(nbdtapBinary, ["proxy", "--upstream", "nbd+unix:///?socket=\(sock)", "--quiet", "--log", s.path("px.log"),
+                                         "--pcap", pcap, "--pcap-snaplen", "128",
+                                         "--run", "nbdsh -c 'import os' -c \"exec(open('\(s.path("client.py"))').read())\""])
+        #expect(r.status == 0 && r.output.contains("tls True"), "\(r.output)")
+        let nbdkit = Self.nbdkitRequests(try String(contentsOfFile: s.path("nbdkit.log"), encoding: .utf8))
+        #expect(nbdkit["WRITE"] == 1 && nbdkit["READ"] == 1, "\(nbdkit)")
+        let (snaplen, records) = try Self.records(pcap)
+        #expect(snaplen == 128)
+        #expect(records.allSatisfy { $0.caplen <= 128 })
+        let recorded = records.reduce(0) { $0 + $1.caplen }, original = records.reduce(0) { $0 + $1.origlen }
+        #expect(original > 4 << 20, "two legs, 1 MiB each way, in TLS records")
+        #expect(recorded < 256 << 10, "the TLS session was recorded: \(recorded) of \(original) bytes")
+        let decoded = try s.run(nbdtapBinary, ["decode", pcap, "--log", s.path("d.log")])
+        #expect(decoded.status == 0, "\(decoded.output)")
+        let log = try String(contentsOfFile: s.path("d.log"), encoding: .utf8)
+        #expect(log.contains("...Option opt=STARTTLS reply=ACK"), "\(log.prefix(600))")
+        #expect(!log.contains("Violation"), "\(log.split(separator: "\n").filter { $0.contains("Violation") }.prefix(3))")
+    }
+
     /// With a layer the upstream leg carries other bytes than the client's (here a WRITE
     /// split by --max-payload), so the default records both legs whole, and asking for
     /// payloads once is refused.
