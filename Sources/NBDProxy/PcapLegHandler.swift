@@ -151,12 +151,16 @@ final class PcapLegHandler: ChannelDuplexHandler {
                     emit(start, length, maxPiece: PcapBatch.maxSegment, cut: isPayload ? headers : nil)
                 }
             }
-            // A leg that records whole still tells the cutter how far it got, so spans both
-            // legs passed are dropped.
-            guard let cutter else { return }
-            offset += UInt64(bytes.count)
-            cutter.passed(direction, leg: leg, upTo: offset)
+            passed(bytes.count, direction, offset: &offset, leg: leg)
         }
+    }
+
+    /// Tells the cutter this leg recorded `count` more bytes of `direction` (also when it
+    /// records them whole), so spans both legs passed are dropped.
+    private func passed(_ count: Int, _ direction: StreamDirection, offset: inout UInt64, leg: Int) {
+        guard let cutter else { return }
+        offset += UInt64(count)
+        cutter.passed(direction, leg: leg, upTo: offset)
     }
 
     /// Payload bytes the kernel moved on this leg (read from its peer, or sent to it),
@@ -181,16 +185,13 @@ final class PcapLegHandler: ChannelDuplexHandler {
             seq &+= UInt32(truncatingIfNeeded: n)
             at += n
         }
-        if let cutter {
-            if sent {
-                sentOffset += UInt64(count)
-                cutter.passed(sentDirection, leg: 1, upTo: sentOffset)
-            } else {
-                readOffset += UInt64(count)
-                cutter.passed(readDirection, leg: 0, upTo: readOffset)
-            }
+        if sent {
+            passed(count, sentDirection, offset: &sentOffset, leg: 1)
+            sentNext = seq
+        } else {
+            passed(count, readDirection, offset: &readOffset, leg: 0)
+            readNext = seq
         }
-        if sent { sentNext = seq } else { readNext = seq }
         return pipe == nil ? 0 : count
     }
 

@@ -23,6 +23,10 @@ extension RelayHandler {
         session.splicing && session.engine == nil && session.shaper == nil && !session.draining && !session.closing
     }
 
+    /// Whether a relayed read is followed by `movePayloadInKernel`: while splicing, and
+    /// once it stopped (splice refused, no pipe) until reads are large again.
+    var kernelPathInUse: Bool { session.splicing || readingSmall }
+
     /// Called once a read was relayed and the partner flushed: splices what remains of a
     /// large payload, then sets the size of NIO's next read.
     func movePayloadInKernel(_ context: ChannelHandlerContext, partner p: ChannelHandlerContext) {
@@ -69,7 +73,7 @@ extension RelayHandler {
         p.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { [weak self] _ in
             guard let self else { return }
             self.waitingForPartner = false
-            if let c = self.context, let p = self.partner?.context, self.session.splicing || self.readingSmall {
+            if let c = self.context, let p = self.partner?.context, self.kernelPathInUse {
                 self.movePayloadInKernel(c, partner: p)
             }
             self.resume()

@@ -114,8 +114,7 @@ final class RelayHandler: ChannelInboundHandler {
             return
         }
         p.flush()
-        // Also once splicing stopped (splice refused, no pipe): reads go back to large ones.
-        if session.splicing || readingSmall { movePayloadInKernel(context, partner: p) }
+        if kernelPathInUse { movePayloadInKernel(context, partner: p) }
         guard mayRead, !waitingForPartner else {
             // Shutting down, or a hold keeps as much as it may: `resume` reads again when
             // that changes (it checks `mayRead` too).
