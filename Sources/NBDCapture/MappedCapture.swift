@@ -69,9 +69,6 @@ public final class MappedCapture {
     /// file is damaged). The frame's bytes are valid until the next call.
     public func next() -> MappedFrame? {
         guard status == .reading else { return nil }
-        // The last frame's bytes were read by the caller after it was handed out; if the
-        // file shrank under them, they were zeros, and that frame is where reading ends.
-        if stopIfShrunk(frame: frameCount) { return nil }
         let outcome: RecordOutcome
         switch format {
         case .pcap(var records):
@@ -81,12 +78,15 @@ public final class MappedCapture {
             outcome = blocks.next(in: file)
             format = .pcapng(blocks)
         }
+        // The guard's note is sticky, so this one look covers both the bytes of the last
+        // frame (read by the caller after it was handed out) and this record's parse:
+        // whatever came from a shrunk file was zeros, and reading ends here.
+        if stopIfShrunk() { return nil }
         switch outcome {
         case .end:
             status = .endOfFile
             return nil
         case .damaged(let message):
-            if stopIfShrunk(frame: frameCount + 1) { return nil }
             status = .error(message: message, frame: frameCount + 1)
             return nil
         case .frame(let timestamp, let originalLength, let linkType, let offset, let capturedLength):
@@ -96,7 +96,6 @@ public final class MappedCapture {
                 status = .error(message: "the file ended at byte \(file.size) while it was read", frame: frameCount + 1)
                 return nil
             }
-            if stopIfShrunk(frame: frameCount + 1) { return nil }
             frameCount += 1
             return MappedFrame(frameNumber: frameCount, timestamp: timestamp, originalLength: originalLength,
                                linkType: linkType, bytes: bytes)
@@ -105,10 +104,10 @@ public final class MappedCapture {
 
     /// Ends reading with a message when the file was found shrunk (`MappedFile.shrunk`):
     /// what was read from it since is zeros, not the file.
-    private func stopIfShrunk(frame: Int) -> Bool {
+    private func stopIfShrunk() -> Bool {
         guard let offset = file.shrunk else { return false }
         status = .error(message: "the file shrank to \(file.available(from: 0)) bytes while it was read (byte \(offset) was gone)",
-                        frame: max(frame, 1))
+                        frame: frameCount + 1)
         return true
     }
 }
